@@ -1,0 +1,1 @@
+"""Unified JSON annotations for action-recognition datasets (filled by the annotations issue)."""

@@ -1,0 +1,83 @@
+"""The store index (index.jsonl) and settings file (store.json) written next to a store.
+
+Each index line is one JSON object. Records of successful conversions have
+``status == "done"`` and the fields id, source, format, path, n_frames, fps, width, height,
+duration (and ``key`` for HDF5). Failed ones have ``status == "failed"``, id, source and reason.
+The file is append-only; when an id appears several times the last record wins.
+"""
+import json
+import logging
+import os
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def read_index(path) -> dict:
+    """Read an index file into {video id: record}. A torn last line (a crash while appending)
+    is ignored with a warning; a malformed line elsewhere raises ValueError naming the line."""
+    path = Path(path)
+    records = {}
+    with open(path, "rb") as f:
+        lines = f.read().split(b"\n")
+    last = len(lines) - 1
+    for lineno, raw in enumerate(lines, 1):
+        if not raw.strip():
+            continue
+        try:
+            rec = json.loads(raw)
+            if not isinstance(rec, dict) or "id" not in rec or "status" not in rec:
+                raise ValueError("record without 'id' and 'status'")
+        except ValueError as e:
+            if lineno - 1 == last:
+                log.warning("%s: ignoring incomplete last line %d (interrupted write)", path, lineno)
+                continue
+            raise ValueError(f"{path}:{lineno}: malformed index record: {e}") from None
+        records[rec["id"]] = rec
+    return records
+
+
+class IndexWriter:
+    """Appends records to an index file, each flushed and fsynced so a crash loses at most the
+    line being written."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+        self._f = open(self.path, "ab")
+        # A previous run killed mid-line leaves a line without its newline: end it so the next
+        # record starts on a fresh line (the torn one is then skipped by read_index).
+        if self._f.tell() > 0:
+            with open(self.path, "rb") as r:
+                r.seek(-1, os.SEEK_END)
+                if r.read(1) != b"\n":
+                    self._f.write(b"\n")
+
+    def append(self, record: dict) -> None:
+        self._f.write(json.dumps(record, ensure_ascii=False).encode("utf-8") + b"\n")
+        self._f.flush()
+        os.fsync(self._f.fileno())
+
+    def close(self) -> None:
+        self._f.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def write_settings(path, settings: dict) -> None:
+    """Write store.json atomically."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(settings, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def read_settings(path):
+    """Read store.json, or None when it does not exist."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    return json.loads(path.read_text(encoding="utf-8"))
