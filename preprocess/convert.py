@@ -1,0 +1,230 @@
+"""Converting a whole folder of videos into a store, in parallel and resumably.
+
+The parent process alone writes the index: workers return one record per video and the parent
+appends it (fsynced) as results arrive. A rerun trusts the index: videos recorded as done are
+skipped, failed ones are reported again (or retried with `retry_failed`), and anything else,
+including a video whose output was left half-written by a killed run, is converted anew."""
+import logging
+import math
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from joblib import Parallel, delayed, parallel_config
+from tqdm.auto import tqdm
+
+from storeformat import (FAILURES_NAME, INDEX_NAME, SETTINGS_NAME, IndexWriter, read_index,
+                         read_settings, write_settings)
+
+from .discover import VIDEO_EXTENSIONS, assign_ids, find_videos, normalise_extensions, read_list
+from .extract import FrameSettings
+from .writers import convert_to_jpeg_dir, convert_to_shard
+
+log = logging.getLogger(__name__)
+
+FORMATS = ("jpg", "hdf5")
+TMP_NAME = ".r3d-tmp"
+SHARD_TEMPLATE = "shard-{:05d}.h5"
+#: Settings that define a store's content; a rerun with other values would mix two stores.
+STORE_KEYS = ("format", "height", "short_side", "fps", "quality")
+
+
+@dataclass
+class Summary:
+    """What a run did. `failed` lists (source, reason) for every selected video that is not
+    converted, including failures recorded by earlier runs."""
+    converted: int = 0
+    skipped: int = 0
+    frames: int = 0
+    seconds: float = 0.0
+    failed: list = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    def describe(self) -> str:
+        rate = self.frames / self.seconds if self.seconds > 0 else 0.0
+        return (f"{self.converted} converted ({self.frames} frames, {rate:.0f} frames/s), "
+                f"{self.skipped} already done, {len(self.failed)} failed")
+
+
+class SettingsMismatch(ValueError):
+    """The destination holds a store made with other settings."""
+
+
+def _check_settings(dst: Path, settings: dict, overwrite: bool) -> None:
+    old = read_settings(dst / SETTINGS_NAME)
+    if old is not None and not overwrite:
+        diff = [f"{k}: {old.get(k)!r} there, {settings[k]!r} now" for k in STORE_KEYS
+                if old.get(k) != settings[k]]
+        if diff:
+            raise SettingsMismatch(f"{dst / SETTINGS_NAME}: the store was made with other "
+                                   f"settings ({'; '.join(diff)}); use the same settings to "
+                                   f"resume, another destination, or --overwrite")
+    write_settings(dst / SETTINGS_NAME, {"layout": "r3d", "version": 1, **settings})
+
+
+def _select(src: Path, list_file, extensions):
+    """(selected {id: relative source}, failures for sources that cannot be converted)."""
+    problems = []
+    if list_file is not None:
+        rel = []
+        for p in read_list(list_file, src):
+            if (src / p).is_file():
+                rel.append(p)
+            else:
+                problems.append((p, f"listed in {list_file} but not found under {src}"))
+    else:
+        rel = find_videos(src, extensions)
+    by_id, conflicts = assign_ids(rel)
+    return by_id, problems + conflicts
+
+
+def _output_exists(dst: Path, record: dict) -> bool:
+    return (dst / record["path"]).exists()
+
+
+def _next_shard_number(dst: Path) -> int:
+    numbers = [int(p.name[6:11]) for p in dst.glob("shard-[0-9][0-9][0-9][0-9][0-9].h5")]
+    return max(numbers, default=-1) + 1
+
+
+def _remove_unreferenced_shards(dst: Path, index: dict) -> None:
+    referenced = {r["path"] for r in index.values() if r["status"] == "done" and
+                  r.get("format") == "hdf5"}
+    for shard in dst.glob("shard-*.h5"):
+        if shard.name not in referenced:
+            log.info("removing %s: none of its videos is current any more", shard)
+            shard.unlink()
+
+
+def _write_failures(dst: Path, index: dict, problems) -> None:
+    """Rewrite failures.tsv: every failure the index holds plus this run's unconvertible
+    sources (missing list entries, id conflicts), which have no index record."""
+    failed = [(r["source"], r["reason"]) for r in index.values() if r["status"] == "failed"]
+    tmp = dst / (FAILURES_NAME + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write("source\treason\n")
+        for source, reason in sorted(failed + list(problems)):
+            f.write(f"{source}\t{' '.join(reason.split())}\n")
+    tmp.replace(dst / FAILURES_NAME)
+
+
+def convert_dataset(src, dst, fmt="jpg", height=240, short_side=None, fps=None, quality=90,
+                    jobs=1, list_file=None, extensions=(), overwrite=False, retry_failed=False,
+                    videos_per_shard=100, backend="loky", scheduler=None, threads=1,
+                    progress=True) -> Summary:
+    """Convert every video under `src` (or those named in `list_file`) into a store at `dst`.
+
+    `fmt` is 'jpg' (DST/<id>/image_00001.jpg ...) or 'hdf5' (DST/shard-00000.h5 ...). Frames are
+    `height` pixels high (aspect kept), or have a short side of `short_side`; `fps` resamples by
+    dropping or repeating frames. `backend='dask'` runs the jobs on the Dask cluster at
+    `scheduler`. Returns a Summary; per-video failures never raise."""
+    if fmt not in FORMATS:
+        raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    if short_side is not None:
+        height = None
+    settings = FrameSettings(height=height, short_side=short_side, fps=fps, quality=quality,
+                             threads=threads)
+    src, dst = Path(src).resolve(), Path(dst).resolve()
+    if not src.is_dir():
+        raise FileNotFoundError(f"{src}: source folder not found")
+    if dst == src or src in dst.parents:
+        raise ValueError(f"{dst}: the destination must not be inside the source folder")
+    dst.mkdir(parents=True, exist_ok=True)
+    _check_settings(dst, {"format": fmt, "height": settings.height,
+                          "short_side": settings.short_side, "fps": fps, "quality": quality},
+                    overwrite)
+    tmp_root = dst / TMP_NAME
+    shutil.rmtree(tmp_root, ignore_errors=True)
+    tmp_root.mkdir()
+
+    exts = normalise_extensions(extensions) if extensions else VIDEO_EXTENSIONS
+    selected, problems = _select(src, list_file, exts)
+    index_path = dst / INDEX_NAME
+    index = read_index(index_path) if index_path.exists() else {}
+
+    summary = Summary()
+    pending = []
+    for vid, rel in selected.items():
+        rec = index.get(vid)
+        if rec is not None and not overwrite:
+            if rec["status"] == "done" and _output_exists(dst, rec):
+                summary.skipped += 1
+                continue
+            if rec["status"] == "failed" and not retry_failed:
+                summary.failed.append((rel, rec["reason"]))
+                continue
+        pending.append((vid, rel))
+    log.info("%d videos selected: %d to convert, %d already done, %d failed before",
+             len(selected), len(pending), summary.skipped, len(summary.failed))
+
+    start = time.perf_counter()
+    summary.failed.extend(problems)
+    with IndexWriter(index_path) as writer:
+        if pending:
+            _run(pending, fmt, src, dst, tmp_root, settings, jobs, videos_per_shard, backend,
+                 scheduler, progress, writer, index, summary)
+    summary.seconds = time.perf_counter() - start
+    summary.failed.sort()
+    shutil.rmtree(tmp_root, ignore_errors=True)
+    if fmt == "hdf5":
+        _remove_unreferenced_shards(dst, index)
+    _write_failures(dst, index, problems)
+    return summary
+
+
+def _tasks(pending, fmt, src, dst, tmp_root, settings, jobs, videos_per_shard):
+    """(number of videos, delayed call) per unit of work."""
+    if fmt == "jpg":
+        for vid, rel in pending:
+            yield 1, delayed(convert_to_jpeg_dir)(vid, rel, src, dst, tmp_root, settings)
+        return
+    # Small runs are split so that every job gets several shards to keep the workers busy.
+    per_shard = max(1, min(videos_per_shard, math.ceil(len(pending) / (max(jobs, 1) * 4))))
+    first = _next_shard_number(dst)
+    for k, i in enumerate(range(0, len(pending), per_shard)):
+        items = pending[i:i + per_shard]
+        yield len(items), delayed(convert_to_shard)(items, SHARD_TEMPLATE.format(first + k), src,
+                                                    dst, tmp_root, settings)
+
+
+def _run(pending, fmt, src, dst, tmp_root, settings, jobs, videos_per_shard, backend, scheduler,
+         progress, writer, index, summary):
+    tasks = list(_tasks(pending, fmt, src, dst, tmp_root, settings, jobs, videos_per_shard))
+    bar = tqdm(total=len(pending), unit="video", disable=not progress, dynamic_ncols=True,
+               desc=f"r3d-preprocess {fmt}")
+    start = time.perf_counter()
+    client = None
+    try:
+        if backend == "dask":
+            from distributed import Client
+            client = Client(scheduler)
+            config = parallel_config(backend="dask")
+            n_jobs = -1
+        else:
+            config = parallel_config(backend=backend)
+            n_jobs = jobs
+        with config:
+            results = Parallel(n_jobs=n_jobs, return_as="generator_unordered")(
+                call for _, call in tasks)
+            for records in results:
+                for rec in records if isinstance(records, list) else [records]:
+                    writer.append(rec)
+                    index[rec["id"]] = rec
+                    if rec["status"] == "done":
+                        summary.converted += 1
+                        summary.frames += rec["n_frames"]
+                    else:
+                        summary.failed.append((rec["source"], rec["reason"]))
+                        log.warning("%s: %s", rec["source"], rec["reason"])
+                    bar.update(1)
+                elapsed = time.perf_counter() - start
+                bar.set_postfix(frames_s=f"{summary.frames / max(elapsed, 1e-9):.0f}",
+                                failed=len(summary.failed), refresh=False)
+    finally:
+        bar.close()
+        if client is not None:
+            client.close()

@@ -1,0 +1,179 @@
+"""Decoding one video into JPEG frames: ffmpeg decodes, resamples and scales, libjpeg-turbo
+(simplejpeg) encodes.
+
+ffmpeg writes full-range 4:2:0 planes as a YUV4MPEG2 stream on a pipe; each frame's planes go
+straight to libjpeg-turbo, so no colour conversion happens between decoder and encoder and no
+temporary image files are written. The stream header carries the output size and frame rate,
+so nothing has to be probed before decoding.
+"""
+import collections
+import logging
+import re
+import subprocess
+import threading
+from dataclasses import asdict, dataclass
+from fractions import Fraction
+from typing import Optional
+
+import ffmpeg
+import numpy as np
+import simplejpeg
+
+from .ffmpeg_bin import ffmpeg_exe
+
+log = logging.getLogger(__name__)
+
+
+_CONTEXT_PREFIX = re.compile(r"^(?:\[[^\]]*\]\s*)+")
+
+
+def clean_messages(lines):
+    """ffmpeg's error lines without their '[demuxer @ 0x...]' context prefixes, repeats dropped."""
+    out = []
+    for line in lines:
+        msg = _CONTEXT_PREFIX.sub("", line).strip()
+        if msg and msg not in out:
+            out.append(msg)
+    return out
+
+
+class ExtractionError(Exception):
+    """A video that could not be converted; the message says why."""
+
+
+@dataclass(frozen=True)
+class FrameSettings:
+    """How frames are produced. Exactly one of `height` (the papers' rule: output height, aspect
+    kept) and `short_side` (the reference code's rule) is set."""
+    height: Optional[int] = 240
+    short_side: Optional[int] = None
+    fps: Optional[float] = None
+    quality: int = 90
+    threads: int = 1
+
+    def __post_init__(self):
+        if (self.height is None) == (self.short_side is None):
+            raise ValueError("set exactly one of height and short_side")
+        size = self.height if self.height is not None else self.short_side
+        if size < 2:
+            raise ValueError(f"output size must be at least 2 pixels, got {size}")
+        if self.fps is not None and not self.fps > 0:
+            raise ValueError(f"fps must be positive, got {self.fps}")
+        if not 1 <= self.quality <= 100:
+            raise ValueError(f"JPEG quality must be in 1..100, got {self.quality}")
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _scale_args(settings: FrameSettings):
+    # -2 keeps the aspect ratio with an even result, as 4:2:0 needs an even width.
+    if settings.height is not None:
+        return ("-2", str(settings.height))
+    n = settings.short_side
+    return (f"if(lt(iw,ih),{n},-2)", f"if(lt(iw,ih),-2,{n})")
+
+
+def ffmpeg_stream(source_path, settings: FrameSettings):
+    """The ffmpeg-python graph decoding the first video stream of `source_path` into a
+    full-range 4:2:0 YUV4MPEG2 stream on stdout."""
+    # 'file:' stops ffmpeg from reading 'a:b.mp4' as a protocol or '-x.mp4' oddly.
+    stream = ffmpeg.input("file:" + str(source_path), threads=settings.threads)
+    video = stream["v:0"]
+    if settings.fps is not None:
+        video = video.filter("fps", fps=settings.fps)
+    w, h = _scale_args(settings)
+    video = video.filter("scale", w, h).filter("format", "yuvj420p")
+    return ffmpeg.output(video, "pipe:", format="yuv4mpegpipe", strict="-1", threads=settings.threads,
+                         an=None, sn=None, dn=None).global_args("-nostdin", "-hide_banner",
+                                                              "-loglevel", "error")
+
+
+class FrameReader:
+    """Context manager that runs ffmpeg on one video and iterates its frames as JPEG bytes.
+
+    `width`, `height` and `fps` describe the output once entered; `errors` holds the last lines
+    ffmpeg printed at error level. Iteration raises ExtractionError if ffmpeg fails."""
+
+    def __init__(self, source_path, settings: FrameSettings):
+        self.source_path = str(source_path)
+        self.settings = settings
+        self.errors = collections.deque(maxlen=20)
+        self.width = self.height = None
+        self.fps = None
+        self.n_frames = 0
+        self._proc = None
+        self._stderr_thread = None
+
+    def __enter__(self):
+        args = ffmpeg_stream(self.source_path, self.settings).compile(cmd=ffmpeg_exe())
+        self._proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, bufsize=1 << 20)
+        self._stderr_thread = threading.Thread(target=self._drain_stderr, daemon=True)
+        self._stderr_thread.start()
+        header = self._proc.stdout.readline()
+        if not header.startswith(b"YUV4MPEG2 "):
+            self._finish()
+            raise ExtractionError(self._reason("cannot decode"))
+        self._parse_header(header)
+        return self
+
+    def __exit__(self, *exc):
+        self._finish(kill=True)
+
+    def _drain_stderr(self):
+        for line in self._proc.stderr:
+            text = line.decode("utf-8", "replace").strip()
+            if text:
+                self.errors.append(text)
+
+    def _finish(self, kill=False):
+        if self._proc is None:
+            return
+        if kill and self._proc.poll() is None:
+            self._proc.kill()
+        self._proc.stdout.close()
+        self._proc.wait()
+        self._stderr_thread.join()
+
+    def _reason(self, what):
+        detail = "; ".join(clean_messages(self.errors)[-2:])
+        return f"{what}: {detail}" if detail else what
+
+    def _parse_header(self, header: bytes):
+        fields = {tok[:1]: tok[1:] for tok in header.split()[1:]}
+        self.width, self.height = int(fields[b"W"]), int(fields[b"H"])
+        num, den = fields[b"F"].split(b":")
+        self.fps = float(Fraction(int(num), int(den)))
+        chroma = fields.get(b"C", b"420jpeg")
+        if not chroma.startswith(b"420"):
+            raise ExtractionError(f"unexpected YUV4MPEG2 chroma layout {chroma!r}")
+
+    def __iter__(self):
+        w, h = self.width, self.height
+        cw, ch = (w + 1) // 2, (h + 1) // 2
+        y_size, c_size = w * h, cw * ch
+        frame_size = y_size + 2 * c_size
+        quality = self.settings.quality
+        stdout = self._proc.stdout
+        while True:
+            marker = stdout.readline()
+            if not marker:
+                break
+            if not marker.startswith(b"FRAME"):
+                raise ExtractionError(f"malformed YUV4MPEG2 stream from ffmpeg after frame "
+                                      f"{self.n_frames}")
+            buf = stdout.read(frame_size)
+            if len(buf) != frame_size:
+                break
+            planes = np.frombuffer(buf, dtype=np.uint8)
+            y = planes[:y_size].reshape(h, w)
+            u = planes[y_size:y_size + c_size].reshape(ch, cw)
+            v = planes[y_size + c_size:].reshape(ch, cw)
+            self.n_frames += 1
+            yield simplejpeg.encode_jpeg_yuv_planes(y, u, v, quality=quality)
+        self._finish()
+        if self._proc.returncode != 0:
+            raise ExtractionError(self._reason(f"ffmpeg exited with status {self._proc.returncode}"))
+        if self.n_frames == 0:
+            raise ExtractionError(self._reason("no frames decoded"))
