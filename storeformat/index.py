@@ -43,14 +43,26 @@ class IndexWriter:
 
     def __init__(self, path):
         self.path = Path(path)
+        self._drop_torn_tail()
         self._f = open(self.path, "ab")
-        # A previous run killed mid-line leaves a line without its newline: end it so the next
-        # record starts on a fresh line (the torn one is then skipped by read_index).
-        if self._f.tell() > 0:
-            with open(self.path, "rb") as r:
-                r.seek(-1, os.SEEK_END)
-                if r.read(1) != b"\n":
-                    self._f.write(b"\n")
+
+    def _drop_torn_tail(self):
+        """A run killed mid-line leaves a last line without its newline: cut it off, so the
+        next record starts on a fresh line (the record it held was never complete)."""
+        if not self.path.exists():
+            return
+        with open(self.path, "r+b") as f:
+            size = f.seek(0, os.SEEK_END)
+            if size == 0:
+                return
+            f.seek(max(0, size - (1 << 20)))
+            tail = f.read()
+            if tail.endswith(b"\n"):
+                return
+            cut = tail.rfind(b"\n")
+            keep = size - len(tail) + cut + 1 if cut >= 0 else 0
+            log.warning("%s: dropping an incomplete last line (interrupted write)", self.path)
+            f.truncate(keep)
 
     def append(self, record: dict) -> None:
         self._f.write(json.dumps(record, ensure_ascii=False).encode("utf-8") + b"\n")

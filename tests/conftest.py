@@ -1,0 +1,40 @@
+"""Shared test helpers: real videos encoded with ffmpeg at test time, and the shared fixtures."""
+import os
+from pathlib import Path
+
+import av
+import ffmpeg
+import pytest
+
+from preprocess.ffmpeg_bin import ffmpeg_exe
+
+SHARED_FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
+
+
+def encode_video(path, width=320, height=240, fps=25, frames=20, codec="libx264",
+                 pix_fmt="yuv420p", **options):
+    """Encode a real test video (ffmpeg's testsrc2 pattern) and return its path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    (ffmpeg.input(f"testsrc2=size={width}x{height}:rate={fps}", f="lavfi")
+     .output("file:" + str(path), vframes=frames, vcodec=codec, pix_fmt=pix_fmt, **options)
+     .global_args("-nostdin", "-loglevel", "error")
+     .overwrite_output()
+     .run(cmd=ffmpeg_exe()))
+    return path
+
+
+def decoded_frame_count(path) -> int:
+    """Frames a full decode yields (what 'ffprobe -count_frames' reports), through PyAV."""
+    with av.open(str(path)) as container:
+        return sum(1 for _ in container.decode(video=0))
+
+
+@pytest.fixture
+def shared_fixtures():
+    """../shared/fixtures: skipped when absent, except in CI, where its absence is a failure."""
+    if not SHARED_FIXTURES.is_dir():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{SHARED_FIXTURES} is missing in CI")
+        pytest.skip(f"{SHARED_FIXTURES} not present")
+    return SHARED_FIXTURES
