@@ -4,7 +4,7 @@ import logging
 import os
 import sys
 
-from .convert import FORMATS, SettingsMismatch, convert_dataset
+from .convert import FORMATS, convert_dataset
 
 DESCRIPTION = """\
 Convert every video under SRC (any depth, every common container) into frames at DST.
@@ -78,9 +78,13 @@ def main(argv=None) -> int:
             extensions=args.ext, overwrite=args.overwrite, retry_failed=args.retry_failed,
             videos_per_shard=args.videos_per_shard, backend=args.backend,
             scheduler=args.scheduler, progress=not args.no_progress)
-    except (OSError, ValueError, SettingsMismatch, RuntimeError) as e:
+    except (OSError, ValueError, RuntimeError) as e:
         print(f"r3d-preprocess: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("r3d-preprocess: interrupted; run the same command again to resume",
+              file=sys.stderr)
+        return 130
     print(f"r3d-preprocess: {summary.describe()}")
     if summary.failed:
         shown = summary.failed[:10]
