@@ -1,0 +1,144 @@
+"""Pairing annotation entries with the videos of a store.
+
+Store ids are paths relative to the converted source folder, without extension. An entry is
+matched, in this order, by:
+
+1. exact store id: the entry's expected path (``ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01``),
+   then its id, then its other keys;
+2. last component: the last component of a store id equals one of those keys' last component
+   (a store made from a flat folder or from one folder higher up);
+3. the same, ignoring case;
+4. dataset aliases (Kinetics: youtube id and start/end seconds parsed from the file name, so
+   ``abc_000010_000020``, ``abc_10_20`` and, when unique, ``abc`` all match).
+
+A key that names several store videos is not used; a store video that several entries match
+is given to none of them (reported as ambiguous). Nothing is matched by guesswork beyond this.
+"""
+import logging
+from collections import Counter
+
+from .entries import last_part
+
+log = logging.getLogger(__name__)
+
+_AMBIGUOUS = object()
+
+
+class MatchReport:
+    """Outcome of matching: counts by status, and the store videos no entry claimed."""
+
+    def __init__(self, total, counts, unclaimed, examples):
+        self.total = total
+        self.counts = counts
+        self.unclaimed = unclaimed
+        self.examples = examples
+
+    @property
+    def matched(self):
+        return self.counts.get("matched", 0)
+
+    @property
+    def unusable(self):
+        return self.total - self.matched
+
+    def lines(self):
+        """Human-readable summary lines."""
+        out = [f"{self.matched} of {self.total} videos found in the store with frames"]
+        for status in ("missing", "empty", "failed", "ambiguous"):
+            n = self.counts.get(status, 0)
+            if n:
+                ex = ", ".join(self.examples.get(status, [])[:3])
+                out.append(f"{n} {status} in the store (e.g. {ex})")
+        if self.unclaimed:
+            out.append(f"{len(self.unclaimed)} store videos are not in the annotation "
+                       f"(e.g. {', '.join(self.unclaimed[:3])})")
+        return out
+
+
+def _add(table, key, vid):
+    old = table.get(key)
+    if old is None:
+        table[key] = vid
+    elif old != vid:
+        table[key] = _AMBIGUOUS
+
+
+def match_entries(entries, catalog, alias=None) -> MatchReport:
+    """Set ``entry.store`` (a StoreVideo with frames) or ``entry.problem`` (missing, empty,
+    failed, ambiguous) for every entry. `alias(store_id)` gives a store video's dataset aliases."""
+    videos = catalog.videos
+    by_stem, by_fold, by_alias = {}, {}, {}
+    for vid in videos:
+        s = last_part(vid)
+        _add(by_stem, s, vid)
+        _add(by_fold, vid.casefold(), vid)
+        _add(by_fold, s.casefold(), vid)
+        if alias is not None:
+            for a in alias(vid):
+                _add(by_alias, a, vid)
+
+    claims = {}
+    for e in entries:
+        vid = _find(e, videos, by_stem, by_fold, by_alias)
+        e.store, e.problem = None, None
+        if vid is None:
+            e.problem = "missing"
+        else:
+            claims.setdefault(vid, []).append(e)
+    counts = Counter()
+    examples = {}
+    for vid, claimants in claims.items():
+        video = videos[vid]
+        for e in claimants:
+            if len(claimants) > 1:
+                e.problem = "ambiguous"
+            elif video.status != "done":
+                e.problem = video.status
+            else:
+                e.store = video
+    for e in entries:
+        status = e.problem or "matched"
+        counts[status] += 1
+        if e.problem:
+            examples.setdefault(status, []).append(e.id)
+    unclaimed = sorted(set(videos) - set(claims))
+    return MatchReport(len(entries), counts, unclaimed, examples)
+
+
+def _find(entry, videos, by_stem, by_fold, by_alias):
+    keys = entry.candidate_keys()
+    for k in keys:
+        if k in videos:
+            return k
+    for table, norm in ((by_stem, last_part), (by_fold, str.casefold)):
+        for k in keys:
+            hit = table.get(norm(k))
+            if hit is not None and hit is not _AMBIGUOUS:
+                return hit
+            if norm is str.casefold:
+                hit = table.get(last_part(k).casefold())
+                if hit is not None and hit is not _AMBIGUOUS:
+                    return hit
+    for a in entry.aliases:
+        hit = by_alias.get(a)
+        if hit is not None and hit is not _AMBIGUOUS:
+            return hit
+    return None
+
+
+def apply_policy(entries, report, missing="drop", what="entries"):
+    """Keep or drop the entries without usable frames, saying how many, and return the kept."""
+    if missing not in ("drop", "keep"):
+        raise ValueError(f"missing must be 'drop' or 'keep', not {missing!r}")
+    for line in report.lines():
+        log.info("%s", line)
+    bad = [e for e in entries if e.store is None]
+    if not bad:
+        return list(entries)
+    if missing == "drop":
+        log.warning("dropped %d of %d %s without frames in the store (keep them with "
+                    "--missing keep)", len(bad), len(entries), what)
+        return [e for e in entries if e.store is not None]
+    log.warning("kept %d of %d %s without frames in the store (no segment; drop them with "
+                "--missing drop)", len(bad), len(entries), what)
+    return list(entries)
