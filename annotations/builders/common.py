@@ -1,0 +1,139 @@
+"""Shared last steps of every builder: match entries with the store, order labels, assemble
+the document."""
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from ..entries import check_unique_ids
+from ..labels import order_labels
+from ..matching import apply_policy, match_entries
+from ..schema import frame_base, new_document
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class BuildOptions:
+    """Options every builder takes. `catalog`: the store (None: no frame counts);
+    `missing`: "drop" or "keep" entries without frames in the store; `label_order`:
+    "sorted" or "official"; `labels_from`: a class-list file fixing the order; `name`: the
+    source name written into the file (default: the dataset's)."""
+    catalog: Optional[object] = None
+    missing: str = "drop"
+    label_order: str = "sorted"
+    labels_from: Optional[Path] = None
+    name: Optional[str] = None
+    history: dict = field(default_factory=dict)
+
+
+@dataclass
+class Output:
+    """One file a builder produces: its default file name and the document."""
+    filename: str
+    doc: dict
+    report: object = None
+
+
+def resolve_entries(entries, opts, alias=None, what="videos"):
+    """Match with the store (when there is one) and apply the missing-video policy."""
+    check_unique_ids(entries, what)
+    if opts.catalog is None:
+        return list(entries), None
+    report = match_entries(entries, opts.catalog, alias)
+    return apply_policy(entries, report, opts.missing, what), report
+
+
+def root_info(opts):
+    if opts.catalog is None:
+        return {"path": None, "format": None, "frame_base": frame_base(None)}
+    return opts.catalog.root_info()
+
+
+def store_fields(entry, source):
+    """video_path / root / source / n_frames / fps / key of an entry's JSON."""
+    out = {}
+    video = entry.store
+    if video is not None:
+        out["video_path"] = video.path
+        if video.key:
+            out["key"] = video.key
+    else:
+        out["video_path"] = entry.path
+    out["root"] = source
+    out["source"] = source
+    if video is not None:
+        out["n_frames"] = video.n_frames
+        if video.fps:
+            out["fps"] = float(video.fps)
+    return out
+
+
+def whole_video_segment(entry, base):
+    """[first, last + 1] over all of an entry's frames, or None without frame counts."""
+    if entry.store is None:
+        return None
+    return [base, base + entry.store.n_frames]
+
+
+def label_fields(entry, multi_label):
+    ann = {}
+    if multi_label:
+        if entry.labels:
+            ann["labels"] = list(entry.labels)
+            if len(entry.labels) == 1:
+                ann["label"] = entry.labels[0]
+    elif entry.label is not None:
+        ann["label"] = entry.label
+    return ann
+
+
+def simple_database(entries, source, base, multi_label=False):
+    """Database of trimmed clips: one entry per video, the segment covering all its frames."""
+    database = {}
+    for e in entries:
+        ann = label_fields(e, multi_label)
+        seg = whole_video_segment(e, base)
+        if seg is not None:
+            ann["segment"] = seg
+        item = {"subset": e.subset, "annotations": ann}
+        item.update(store_fields(e, source))
+        item.update(e.extra)
+        database[e.id] = item
+    return database
+
+
+def make_document(labels, database, opts, *, source, dataset, files, multi_label=False,
+                  report=None, extra_history=None):
+    """Assemble a built document with its provenance."""
+    history = {"op": "build", "dataset": dataset,
+               "files": [str(f) for f in files]}
+    if opts.catalog is not None:
+        history["store"] = opts.catalog.origin
+        history["missing"] = opts.missing
+        if report is not None:
+            history["store_report"] = dict(report.counts)
+            history["store_unclaimed"] = len(report.unclaimed)
+    history.update(extra_history or {})
+    history.update(opts.history)
+    return new_document(
+        labels, database,
+        sources={source: {"dataset": dataset, "files": [Path(f).name for f in files]}},
+        roots={source: root_info(opts)},
+        label_sources=[[{"source": source, "name": name}] for name in labels],
+        multi_label=multi_label, history=[history])
+
+
+def build_single_label(entries, found_labels, opts, *, dataset, files, filename,
+                       official=None, alias=None, multi_label=False):
+    """The common path for trimmed datasets: resolve, order labels, assemble one Output."""
+    source = opts.name or dataset
+    labels = order_labels(found_labels, order=opts.label_order, official=official,
+                          labels_from=opts.labels_from)
+    kept, report = resolve_entries(entries, opts, alias, what=f"{filename} videos")
+    base = opts.catalog.frame_base if opts.catalog is not None else frame_base(None)
+    database = simple_database(kept, source, base, multi_label)
+    doc = make_document(labels, database, opts, source=source, dataset=dataset, files=files,
+                        multi_label=multi_label, report=report)
+    log.info("%s: %d classes, %d videos", filename, len(labels), len(database))
+    return Output(filename, doc, report)
