@@ -1,0 +1,87 @@
+"""Multi-process training with torchrun: process group set-up, rank helpers, reductions.
+
+torchrun sets RANK, LOCAL_RANK and WORLD_SIZE; without them everything runs in one process.
+"""
+import logging
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Context:
+    rank: int = 0
+    local_rank: int = 0
+    world_size: int = 1
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def setup(device: str = "auto", backend: str = None) -> Context:
+    """Join the process group torchrun describes (if any) and pick this process's device:
+    'auto' is the local GPU when CUDA is available, else the CPU."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    use_cuda = torch.cuda.is_available() if device == "auto" else device.startswith("cuda")
+    if use_cuda:
+        if not torch.cuda.is_available():
+            raise RuntimeError(f"--device {device}: CUDA is not available on this machine")
+        dev = torch.device("cuda", local_rank if device in ("auto", "cuda") else
+                           torch.device(device).index or 0)
+        torch.cuda.set_device(dev)
+    else:
+        dev = torch.device("cpu")
+    if world_size > 1 and not dist.is_initialized():
+        dist.init_process_group(backend or ("nccl" if use_cuda else "gloo"))
+        log.info("process %d of %d on %s", rank, world_size, dev)
+    return Context(rank=rank, local_rank=local_rank, world_size=world_size, device=dev)
+
+
+def teardown(ctx: Context) -> None:
+    if ctx.distributed and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def all_reduce_sums(ctx: Context, *values):
+    """Sum each number over all processes (a no-op in one process)."""
+    if not ctx.distributed:
+        return values
+    t = torch.tensor(values, dtype=torch.float64,
+                     device=ctx.device if ctx.device.type == "cuda" else "cpu")
+    dist.all_reduce(t)
+    return tuple(t.tolist())
+
+
+def gather_objects(ctx: Context, obj):
+    """Every process's `obj`, in rank order (a one-element list in one process)."""
+    if not ctx.distributed:
+        return [obj]
+    out = [None] * ctx.world_size
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def broadcast_object(ctx: Context, obj):
+    """Rank 0's `obj` on every process."""
+    if not ctx.distributed:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def barrier(ctx: Context) -> None:
+    if ctx.distributed:
+        dist.barrier()
