@@ -1,0 +1,507 @@
+"""Frame stores: where a video's JPEG frames live, behind one small interface.
+
+A store maps a *video key* (a '/'-separated relative name such as
+``ApplyEyeMakeup/v_ApplyEyeMakeup_g01_c01``) to its frames:
+
+* ``n_frames(video)`` -> int
+* ``read_bytes(video, frames)`` -> the frames' JPEG bytes, in the order asked
+* ``read(video, frames, factor=1)`` -> uint8 array T x H x W x 3 (decoded at 1/factor size)
+
+Frames are numbered as each layout numbers them, which is also how annotation segments count
+them: from 1 in JPEG directories (``image_00001.jpg`` is frame 1, segments ``[1, n + 1]``), from
+0 in HDF5 stores (element 0, segments ``[0, n]``). `first_frame` says which.
+
+Three layouts are read: JPEG frame directories (`JpegDirStore`), r3d's HDF5 shards
+(`Hdf5Store`, see storeformat.hdf5) and the reference's one-HDF5-file-per-video layout
+(`ReferenceHdf5Store`). `open_store(path)` picks the right one.
+
+HDF5 files are opened lazily by the process that reads them and kept in a small LRU cache; a
+forked DataLoader worker never uses a handle opened by its parent (the cache is keyed by process
+id and dropped when pickled), so each worker opens its own.
+"""
+import logging
+import os
+import re
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+
+from storeformat import INDEX_NAME, SETTINGS_NAME, frame_path, read_index, read_settings
+from storeformat.hdf5 import HDF5_LAYOUT
+
+from .decode import DecodeError, decode_clip
+
+log = logging.getLogger(__name__)
+
+_FRAME_FILE = re.compile(r"image_(\d{5,})\.jpg$")
+
+
+class VideoNotFound(LookupError):
+    """The store holds no video under that key."""
+
+
+class FrameReadError(IOError):
+    """A frame of a video cannot be read or decoded; names the store, the video and the frame."""
+
+    def __init__(self, store, video, frame, reason):
+        self.store, self.video, self.frame, self.reason = store, video, frame, reason
+        where = f"frame {frame}" if frame is not None else "frames"
+        super().__init__(f"{store}: video '{video}', {where}: {reason}")
+
+
+class FrameStore:
+    """Base class of the stores; subclasses implement `__contains__`, `n_frames`, `read_bytes`."""
+
+    #: Number of a video's first frame in this layout.
+    first_frame = 1
+
+    def __init__(self, root):
+        self.root = Path(root)
+
+    def __repr__(self):
+        return f"{type(self).__name__}('{self.root}')"
+
+    def __str__(self):
+        return str(self.root)
+
+    def __contains__(self, video) -> bool:
+        raise NotImplementedError
+
+    def n_frames(self, video) -> int:
+        raise NotImplementedError
+
+    def read_bytes(self, video, frames) -> list:
+        raise NotImplementedError
+
+    def fps(self, video):
+        """Frame rate recorded for a video, or None when the store does not know it."""
+        return None
+
+    def failure(self, video):
+        """Why a video is absent from the store (a failed conversion), or None."""
+        return None
+
+    def read(self, video, frames, factor: int = 1) -> np.ndarray:
+        """Decode `frames` of `video` into uint8 T x H x W x 3 (at 1/`factor` size)."""
+        frames = list(frames)
+        data = self.read_bytes(video, frames)
+        try:
+            return decode_clip(data, factor, names=frames)
+        except DecodeError as e:
+            frame = frames[e.position] if e.position is not None else None
+            raise FrameReadError(self, video, frame, e.reason) from None
+
+    def close(self) -> None:
+        """Release open files (they are reopened on the next read)."""
+
+    def _check_frames(self, video, frames, n):
+        first = self.first_frame
+        bad = [f for f in frames if not first <= f < first + n]
+        if bad:
+            raise FrameReadError(self, video, int(bad[0]), f"out of range: the video has {n} "
+                                 f"frames, numbered {first}..{first + n - 1}")
+
+    def _missing(self, video):
+        reason = self.failure(video)
+        detail = f" (its conversion failed: {reason})" if reason else ""
+        return VideoNotFound(f"{self}: no video '{video}'{detail}")
+
+
+class _Indexed:
+    """Reads a store's index.jsonl (if present): done records by id, failure reasons."""
+
+    def _load_index(self, required: bool):
+        path = self.root / INDEX_NAME
+        if not path.exists():
+            if required:
+                raise FileNotFoundError(f"{self.root}: no {INDEX_NAME}; r3d stores are written by "
+                                        f"r3d-preprocess together with their index")
+            return None, {}
+        records = read_index(path)
+        done = {k: r for k, r in records.items() if r.get("status") == "done"}
+        failed = {k: r.get("reason", "") for k, r in records.items() if r.get("status") != "done"}
+        return done, failed
+
+
+class JpegDirStore(FrameStore, _Indexed):
+    """One directory of ``image_%05d.jpg`` files per video, at ``root/<video key>``.
+
+    With an index.jsonl (stores written by r3d-preprocess) the index lists the videos and their
+    frame counts; without one (the reference layout), a video is a directory and its frame count
+    is the number of frame files, checked to be numbered 1..n without gaps."""
+
+    def __init__(self, root):
+        super().__init__(root)
+        self._index, self._failed = self._load_index(required=False)
+        self._counts = {}
+
+    def __contains__(self, video) -> bool:
+        if self._index is not None:
+            return video in self._index
+        return (self.root / video).is_dir()
+
+    def failure(self, video):
+        return self._failed.get(video)
+
+    def fps(self, video):
+        rec = self._index.get(video) if self._index is not None else None
+        return rec.get("fps") if rec else None
+
+    def video_dir(self, video) -> Path:
+        if self._index is not None:
+            rec = self._index.get(video)
+            if rec is None:
+                raise self._missing(video)
+            return self.root / rec["path"]
+        path = self.root / video
+        if not path.is_dir():
+            raise self._missing(video)
+        return path
+
+    def n_frames(self, video) -> int:
+        if self._index is not None:
+            rec = self._index.get(video)
+            if rec is None:
+                raise self._missing(video)
+            return int(rec["n_frames"])
+        n = self._counts.get(video)
+        if n is None:
+            n = self._counts[video] = self._count(video)
+        return n
+
+    def _count(self, video) -> int:
+        path = self.video_dir(video)
+        numbers = [int(m.group(1)) for m in map(_FRAME_FILE.match, os.listdir(path)) if m]
+        if not numbers:
+            raise FrameReadError(self, video, None, f"no image_*.jpg files in {path}")
+        if max(numbers) != len(numbers) or min(numbers) != 1:
+            present = set(numbers)
+            gap = next(i for i in range(1, max(numbers) + 1) if i not in present)
+            raise FrameReadError(self, video, gap, f"missing file {frame_path(path, gap)} "
+                                                   f"(frames 1..{max(numbers)} expected)")
+        return len(numbers)
+
+    def read_bytes(self, video, frames) -> list:
+        directory = self.video_dir(video)
+        out = []
+        if self._index is not None:
+            self._check_frames(video, frames, int(self._index[video]["n_frames"]))
+        for f in frames:
+            if f < 1:
+                raise FrameReadError(self, video, f, "frame numbers start at 1")
+            path = frame_path(directory, f)
+            try:
+                with open(path, "rb", buffering=0) as fh:
+                    data = fh.readall()
+            except FileNotFoundError:
+                raise FrameReadError(self, video, f, f"missing file {path}") from None
+            except OSError as e:
+                raise FrameReadError(self, video, f, f"cannot read {path}: {e.strerror}") from None
+            if not data:
+                raise FrameReadError(self, video, f, f"empty file {path}")
+            out.append(data)
+        return out
+
+
+class _LRU(OrderedDict):
+    """A small LRU mapping whose evicted values are passed to `on_evict`."""
+
+    def __init__(self, capacity, on_evict=None):
+        super().__init__()
+        self.capacity = max(1, int(capacity))
+        self.on_evict = on_evict
+
+    def get_or_make(self, key, make):
+        try:
+            self.move_to_end(key)
+            return self[key]
+        except KeyError:
+            value = self[key] = make()
+            while len(self) > self.capacity:
+                _, old = self.popitem(last=False)
+                if self.on_evict is not None:
+                    self.on_evict(old)
+            return value
+
+    def clear_all(self):
+        while self:
+            _, old = self.popitem(last=False)
+            if self.on_evict is not None:
+                self.on_evict(old)
+
+
+class _PerProcessFiles:
+    """Open files cached per process: a child created by fork starts with an empty cache (it
+    never touches its parent's handles), and pickling (spawned workers) drops the cache."""
+
+    def __init__(self, max_open_files):
+        self.max_open_files = max_open_files
+        self._reset()
+
+    def _reset(self):
+        self._pid = os.getpid()
+        self._files = _LRU(self.max_open_files, on_evict=self._close_file)
+        self._videos = _LRU(self.max_cached_videos)
+
+    def _cache(self):
+        if self._pid != os.getpid():
+            # Forked: the inherited handles belong to the parent. Forget them without closing
+            # (closing would run HDF5 library code on the parent's state).
+            self._files = _LRU(self.max_open_files, on_evict=self._close_file)
+            self._videos = _LRU(self.max_cached_videos)
+            self._pid = os.getpid()
+        return self._files, self._videos
+
+    @staticmethod
+    def _close_file(handle):
+        try:
+            handle.close()
+        except Exception:  # closing a read-only handle cannot lose data; never mask the caller
+            log.debug("error closing %r", handle, exc_info=True)
+
+    def close(self):
+        if self._pid == os.getpid():
+            self._files.clear_all()
+            self._videos.clear()
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        del state["_files"], state["_videos"], state["_pid"]
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._reset()
+
+
+class _Shard:
+    """One open r3d shard: the h5py file and a raw descriptor for direct reads."""
+
+    def __init__(self, path):
+        import h5py
+        self.path = path
+        self.h5 = h5py.File(path, "r")
+        self.fd = os.open(path, os.O_RDONLY)
+
+    def close(self):
+        try:
+            self.h5.close()
+        finally:
+            os.close(self.fd)
+
+
+class Hdf5Store(_PerProcessFiles, FrameStore, _Indexed):
+    """r3d's HDF5 shards (many videos per file), located through the store's index.jsonl.
+
+    A video's frames are contiguous JPEG bytes in one uint8 dataset, so a clip is one read.
+    When the dataset is stored contiguously without filters (as r3d-preprocess writes it) that
+    read is a plain ``pread`` at the dataset's file offset; otherwise it goes through h5py."""
+
+    first_frame = 0
+
+    def __init__(self, root, max_open_files: int = 32, max_cached_videos: int = 4096):
+        FrameStore.__init__(self, root)
+        self._index, self._failed = self._load_index(required=True)
+        bad = {r.get("format") for r in self._index.values()} - {"hdf5"}
+        if bad:
+            raise ValueError(f"{self.root}: index lists {sorted(map(str, bad))} videos, "
+                             f"not an HDF5 store")
+        self.max_cached_videos = max_cached_videos
+        _PerProcessFiles.__init__(self, max_open_files)
+
+    def __contains__(self, video) -> bool:
+        return video in self._index
+
+    def failure(self, video):
+        return self._failed.get(video)
+
+    def fps(self, video):
+        rec = self._index.get(video)
+        return rec.get("fps") if rec else None
+
+    def _record(self, video):
+        rec = self._index.get(video)
+        if rec is None:
+            raise self._missing(video)
+        return rec
+
+    def n_frames(self, video) -> int:
+        return int(self._record(video)["n_frames"])
+
+    def _video(self, video):
+        files, videos = self._cache()
+        return videos.get_or_make(video, lambda: self._open_video(files, video))
+
+    @staticmethod
+    def _shard(files, path):
+        return files.get_or_make(path, lambda: _Shard(path))
+
+    def _open_video(self, files, video):
+        """(shard path, group key, frame offsets, file offset of the JPEG bytes or None)."""
+        rec = self._record(video)
+        path, key = self.root / rec["path"], rec.get("key")
+        try:
+            shard = self._shard(files, path)
+            layout = shard.h5.attrs.get("layout")
+            if isinstance(layout, bytes):
+                layout = layout.decode()
+            if layout != HDF5_LAYOUT:
+                raise ValueError(f"layout attribute is {layout!r}, expected {HDF5_LAYOUT!r}")
+            group = shard.h5[key]
+            jpeg = group["jpeg"]
+            offsets = group["offsets"][()].astype(np.int64)
+        except (OSError, KeyError, ValueError, TypeError) as e:
+            raise FrameReadError(self, video, None, f"cannot open {path} [{key}]: {e}") from None
+        n = int(rec["n_frames"])
+        if len(offsets) != n + 1 or offsets[-1] != jpeg.shape[0]:
+            raise FrameReadError(self, video, None, f"{path} [{key}] holds {len(offsets) - 1} "
+                                 f"frames / {jpeg.shape[0]} bytes, the index says {n} frames")
+        file_offset = None
+        if jpeg.chunks is None and jpeg.compression is None and \
+                not jpeg.id.get_create_plist().get_nfilters():
+            file_offset = jpeg.id.get_offset()
+            # Trust the direct read only if it sees the same bytes as HDF5 does.
+            if file_offset is not None:
+                probe = int(min(offsets[-1], 64))
+                if os.pread(shard.fd, probe, file_offset) != jpeg[:probe].tobytes():
+                    file_offset = None
+        return path, key, offsets, file_offset
+
+    def read_bytes(self, video, frames) -> list:
+        idx = np.asarray(list(frames), dtype=np.int64)
+        path, key, offsets, file_offset = self._video(video)
+        self._check_frames(video, idx, len(offsets) - 1)
+        if idx.size == 0:
+            return []
+        lo, hi = int(idx.min()), int(idx.max())
+        base, end = int(offsets[lo]), int(offsets[hi + 1])
+        files, _ = self._cache()
+        try:
+            shard = self._shard(files, path)
+            if file_offset is not None:
+                span = os.pread(shard.fd, end - base, file_offset + base)
+                if len(span) != end - base:
+                    raise OSError(f"short read ({len(span)} of {end - base} bytes)")
+            else:
+                span = shard.h5[key]["jpeg"][base:end].tobytes()
+        except (OSError, KeyError) as e:
+            raise FrameReadError(self, video, None, f"cannot read {path} [{key}]: {e}") from None
+        starts = (offsets[idx] - base).tolist()
+        stops = (offsets[idx + 1] - base).tolist()
+        return [span[a:b] for a, b in zip(starts, stops)]
+
+
+class ReferenceHdf5Store(_PerProcessFiles, FrameStore):
+    """The reference implementation's HDF5 layout: one ``<video key>.hdf5`` file per video with
+    a dataset ``video`` of variable-length uint8 arrays, element i holding frame i's JPEG."""
+
+    SUFFIXES = (".hdf5", ".h5")
+    first_frame = 0
+
+    def __init__(self, root, max_open_files: int = 64):
+        FrameStore.__init__(self, root)
+        self.max_cached_videos = 1  # nothing cached per video beyond the open file
+        self._counts = {}
+        _PerProcessFiles.__init__(self, max_open_files)
+
+    def path(self, video) -> Path:
+        """The video's file (``.hdf5`` as the reference names it, else ``.h5``)."""
+        for suffix in self.SUFFIXES:
+            p = self.root / (video + suffix)
+            if p.is_file():
+                return p
+        return self.root / (video + self.SUFFIXES[0])
+
+    def __contains__(self, video) -> bool:
+        return self.path(video).is_file()
+
+    def n_frames(self, video) -> int:
+        n = self._counts.get(video)
+        if n is None:
+            import h5py
+            path = self.path(video)
+            if not path.is_file():
+                raise self._missing(video)
+            # A short-lived handle: this may run in the parent before workers fork.
+            try:
+                with h5py.File(path, "r") as f:
+                    n = len(f["video"])
+            except (OSError, KeyError) as e:
+                raise FrameReadError(self, video, None, f"cannot read {path}: {e}") from None
+            self._counts[video] = n
+        return n
+
+    def _dataset(self, video):
+        import h5py
+        files, _ = self._cache()
+        path = self.path(video)
+
+        def make():
+            if not path.is_file():
+                raise self._missing(video)
+            try:
+                return h5py.File(path, "r")
+            except OSError as e:
+                raise FrameReadError(self, video, None, f"cannot open {path}: {e}") from None
+        try:
+            return files.get_or_make(path, make)["video"]
+        except KeyError:
+            raise FrameReadError(self, video, None, f"{path} has no dataset 'video'") from None
+
+    def read_bytes(self, video, frames) -> list:
+        frames = list(frames)
+        dset = self._dataset(video)
+        n = len(dset)
+        self._counts[video] = n
+        self._check_frames(video, frames, n)
+        if not frames:
+            return []
+        lo, hi = min(frames), max(frames)
+        try:
+            span = dset[lo:hi + 1]
+        except OSError as e:
+            raise FrameReadError(self, video, None, f"cannot read {self.path(video)}: {e}") \
+                from None
+        out = []
+        for f in frames:
+            data = span[f - lo].tobytes()
+            if not data:
+                raise FrameReadError(self, video, f, f"empty element in {self.path(video)}")
+            out.append(data)
+        return out
+
+
+def open_store(root, **options) -> FrameStore:
+    """Open the store at `root`, recognising its layout: an r3d store (store.json/index.jsonl
+    saying jpg or hdf5), a folder of reference per-video ``.hdf5`` files, or JPEG directories."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: no such store directory")
+    settings = read_settings(root / SETTINGS_NAME) or {}
+    fmt = settings.get("format")
+    if fmt is None and (root / INDEX_NAME).exists():
+        formats = {r.get("format") for r in read_index(root / INDEX_NAME).values()
+                   if r.get("status") == "done"}
+        fmt = formats.pop() if len(formats) == 1 else None
+    if fmt == "hdf5":
+        return Hdf5Store(root, **options)
+    if fmt == "jpg":
+        return JpegDirStore(root)
+    if fmt is not None:
+        raise ValueError(f"{root}: unknown store format {fmt!r}")
+    if _has_reference_hdf5(root):
+        return ReferenceHdf5Store(root, **options)
+    return JpegDirStore(root)
+
+
+def _has_reference_hdf5(root: Path) -> bool:
+    """True when `root` or its first-level folders hold ``*.hdf5`` files (and no frame dirs)."""
+    for entry in os.scandir(root):
+        if entry.is_file() and entry.name.endswith(ReferenceHdf5Store.SUFFIXES):
+            return True
+        if entry.is_dir():
+            for sub in os.scandir(entry.path):
+                if sub.is_file():
+                    return sub.name.endswith(ReferenceHdf5Store.SUFFIXES)
+    return False
