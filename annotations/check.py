@@ -1,15 +1,19 @@
 """Checking an annotation file against its frame stores.
 
 Reports, per store (``roots`` entry): annotated videos that are missing, empty or failed in the
-store, ambiguous ones, videos whose frame count in the file differs from the store's, and
-store videos the file does not mention. Each store is read from its index.jsonl when it has
-one, else scanned.
+store, ambiguous ones, videos the index lists but whose frames are not on disk, videos whose
+frame count in the file differs from the store's, and store videos the file does not mention.
+Each store is read from its index.jsonl when it has one, else scanned. The on-disk test is
+cheap: the first and last frame files of a JPEG directory, the group of an r3d shard (each
+shard opened once), the file of a reference .hdf5 video.
 """
 import re
 from collections import OrderedDict
 from pathlib import Path
 
-from storeformat import INDEX_NAME
+import h5py
+
+from storeformat import INDEX_NAME, frame_path
 
 from .entries import Entry
 from .matching import match_entries
@@ -18,7 +22,7 @@ from .store import StoreCatalog
 from .builders.kinetics import store_alias
 
 _KINETICS_ID = re.compile(r"^(?P<yt>[A-Za-z0-9_-]{11})_(?P<s>\d{6})_(?P<e>\d{6})$")
-PROBLEMS = ("missing", "empty", "failed", "ambiguous", "frame_count_mismatch")
+PROBLEMS = ("missing", "empty", "failed", "ambiguous", "not_on_disk", "frame_count_mismatch")
 
 
 class CheckResult:
@@ -55,17 +59,7 @@ class CheckResult:
                 "problems": self.problems, "not_in_annotation": self.unclaimed}
 
 
-def _store_id(entry, root_format):
-    path = entry.get("video_path")
-    key = entry.get("key")
-    if root_format == "hdf5" and key and key.startswith("videos/"):
-        return key[len("videos/"):]
-    if root_format == "hdf5-video" and path and path.endswith(".hdf5"):
-        return path[:-len(".hdf5")]
-    return path
-
-
-def check(doc, *, index=None, frames_root=None, root=None):
+def check_stores(doc, *, index=None, frames_root=None, root=None):
     """Check every store a document uses (or only `root`); `index` / `frames_root` name the
     store to use instead of the path the file records (then for `root`, or the only root)."""
     groups = OrderedDict()
@@ -103,13 +97,12 @@ def _open_recorded(path):
 
 
 def _check_root(name, items, catalog, root_info):
-    fmt = root_info.get("format") or catalog.format
     locations = OrderedDict()
     for vid, entry in items:
-        loc = (entry.get("video_path"), entry.get("key"), entry.get("video_id"))
+        loc = (entry.get("video_path"), entry.get("video_id"))
         group = locations.get(loc)
         if group is None:
-            store_id = _store_id(entry, fmt)
+            store_id = entry.get("video_path")
             base_id = entry.get("video_id") or entry.get("original_id") or vid
             m = _KINETICS_ID.match(base_id)
             aliases = ()
@@ -121,18 +114,52 @@ def _check_root(name, items, catalog, root_info):
     entries = [e for e, _ in locations.values()]
     report = match_entries(entries, catalog, store_alias)
     problems = {p: [] for p in PROBLEMS}
-    base_file = frame_base(fmt)
-    base_store = catalog.frame_base
+    base_file = frame_base(root_info)
+    on_disk = _DiskCheck(catalog.root)
     for e, members in locations.values():
         if e.problem:
             problems[e.problem].append(e.id)
+            continue
+        if not on_disk(e.store):
+            problems["not_on_disk"].append(e.id)
             continue
         n_store = e.store.n_frames
         for vid, entry in members:
             n = entry.get("n_frames")
             seg = entry["annotations"].get("segment")
             too_long = seg is not None and seg[1] - base_file > n_store
-            if (n is not None and n != n_store) or too_long or base_file != base_store:
+            if (n is not None and n != n_store) or too_long:
                 problems["frame_count_mismatch"].append(
                     f"{vid} (file {n if n is not None else seg}, store {n_store})")
     return CheckResult(name, catalog.origin, len(entries), problems, report.unclaimed)
+
+
+class _DiskCheck:
+    """Whether a store video's frames are where the index says (see the module docstring)."""
+
+    def __init__(self, root):
+        self.root = root
+        self.shards = {}
+
+    def __call__(self, video):
+        if self.root is None:
+            return True
+        if video.format == "hdf5":
+            keys = self.shards.get(video.path)
+            if keys is None:
+                keys = self.shards[video.path] = _shard_keys(self.root / video.path)
+            return video.key in keys
+        if video.format == "hdf5-video":
+            return (self.root / video.path).is_file()
+        d = self.root / video.path
+        return frame_path(d, 1).is_file() and frame_path(d, video.n_frames).is_file()
+
+
+def _shard_keys(path):
+    keys = set()
+    try:
+        with h5py.File(path, "r") as f:
+            f.visit(keys.add)
+    except OSError:
+        pass
+    return keys

@@ -6,13 +6,13 @@ from pathlib import Path
 
 import simplejson
 
-from . import check as check_mod
 from . import stats as stats_mod
 from .builders import BuildOptions, activitynet, custom, hmdb51, kinetics, mit, ucf101
-from .merge import merge
+from .check import check_stores
+from .merge import merge_annotations
 from .schema import AnnotationError, read_annotation, write_annotation
 from .store import StoreCatalog
-from .subset import subset
+from .subset import make_subset
 
 log = logging.getLogger("r3d-annotate")
 
@@ -55,20 +55,21 @@ def _parser():
     parser = argparse.ArgumentParser(
         prog="r3d-annotate", description=__doc__, epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    quiet = argparse.ArgumentParser(add_help=False)
+    quiet.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
 
-    p = sub.add_parser("ucf101", help="UCF-101 from classInd.txt, trainlist/testlist0N.txt")
+    p = sub.add_parser("ucf101", parents=[quiet], help="UCF-101 from classInd.txt, trainlist/testlist0N.txt")
     p.add_argument("folder", type=Path, help="the ucfTrainTestlist folder")
     p.add_argument("--splits", type=int, nargs="+", default=[1, 2, 3], choices=(1, 2, 3))
     _common(p)
 
-    p = sub.add_parser("hmdb51", help="HMDB-51 from <class>_test_split{1,2,3}.txt")
+    p = sub.add_parser("hmdb51", parents=[quiet], help="HMDB-51 from <class>_test_split{1,2,3}.txt")
     p.add_argument("folder", type=Path, help="the testTrainMulti_7030_splits folder")
     p.add_argument("--splits", type=int, nargs="+", default=[1, 2, 3], choices=(1, 2, 3))
     _common(p)
 
-    p = sub.add_parser("kinetics", help="Kinetics-400/600/700 from the official CSV files")
+    p = sub.add_parser("kinetics", parents=[quiet], help="Kinetics-400/600/700 from the official CSV files")
     p.add_argument("folder", type=Path, help="folder of the CSV files (2017 or 2020 names), or "
                                              "one CSV file")
     p.add_argument("--subsets", nargs="+", choices=("training", "validation", "testing"),
@@ -77,27 +78,27 @@ def _parser():
                    help="which file names to read when the folder holds both")
     _common(p)
 
-    p = sub.add_parser("activitynet", help="ActivityNet v1.3 from activity_net.v1-3.min.json")
+    p = sub.add_parser("activitynet", parents=[quiet], help="ActivityNet v1.3 from activity_net.v1-3.min.json")
     p.add_argument("folder", type=Path, help="the JSON file or the folder holding it")
     p.add_argument("--view", choices=("trimmed", "untrimmed", "both"), default="both",
                    help="one entry per segment (trimmed), per video (untrimmed) or both "
                         "files (default)")
     _common(p)
 
-    p = sub.add_parser("mit", help="Moments in Time from moments_categories.txt and "
+    p = sub.add_parser("mit", parents=[quiet], help="Moments in Time from moments_categories.txt and "
                                    "trainingSet.csv / validationSet.csv")
     p.add_argument("folder", type=Path, help="folder of the official files")
     p.add_argument("--classes", type=Path,
                    help="class list if not moments_categories.txt (e.g. category_momentsv1.txt)")
     _common(p)
 
-    p = sub.add_parser("folder", help="a new dataset from a folder of class folders")
+    p = sub.add_parser("folder", parents=[quiet], help="a new dataset from a folder of class folders")
     p.add_argument("folder", type=Path,
                    help="SRC/<class>/<video> (or SRC/<train|val|test>/<class>/<video>)")
     _split_args(p)
     _common(p)
 
-    p = sub.add_parser("csv", help="a new dataset from a CSV of (path, label[, subset]) rows")
+    p = sub.add_parser("csv", parents=[quiet], help="a new dataset from a CSV of (path, label[, subset]) rows")
     p.add_argument("csv", type=Path)
     p.add_argument("--multi-label", action="store_true",
                    help="several tags per video (HVU style): tags split by --label-sep and "
@@ -109,7 +110,7 @@ def _parser():
     _split_args(p)
     _common(p)
 
-    p = sub.add_parser("merge", help="concatenate label spaces of several files")
+    p = sub.add_parser("merge", parents=[quiet], help="concatenate label spaces of several files")
     p.add_argument("inputs", type=Path, nargs="+", help="annotation files, in label order")
     p.add_argument("-o", "--out", type=Path, required=True)
     p.add_argument("--unify-classes", action="store_true",
@@ -118,7 +119,7 @@ def _parser():
     p.add_argument("--names", nargs="+", help="a source name per input (needed when two "
                                               "inputs have the same source name)")
 
-    p = sub.add_parser("subset", help="a deterministic stratified subset")
+    p = sub.add_parser("subset", parents=[quiet], help="a deterministic stratified subset")
     p.add_argument("input", type=Path)
     p.add_argument("-o", "--out", type=Path, required=True)
     p.add_argument("--categories", type=float, metavar="FRACTION",
@@ -130,11 +131,11 @@ def _parser():
                    help="where --instances samples (default: training)")
     p.add_argument("--seed", type=int, default=0)
 
-    p = sub.add_parser("stats", help="classes, videos per subset and class, frames")
+    p = sub.add_parser("stats", parents=[quiet], help="classes, videos per subset and class, frames")
     p.add_argument("inputs", type=Path, nargs="+")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
 
-    p = sub.add_parser("check", help="compare an annotation file with its frame store(s)")
+    p = sub.add_parser("check", parents=[quiet], help="compare an annotation file with its frame store(s)")
     p.add_argument("input", type=Path)
     p.add_argument("--index", type=Path, help="store index to check against (default: the "
                                               "store each root of the file records)")
@@ -195,7 +196,7 @@ def _build(args):
 
 def _merge(args):
     inputs = [(p, read_annotation(p)) for p in args.inputs]
-    doc = merge(inputs, unify=args.unify_classes, names=args.names)
+    doc = merge_annotations(inputs, unify=args.unify_classes, names=args.names)
     write_annotation(doc, args.out)
     print(f"wrote {args.out}: {len(doc['labels'])} classes, {len(doc['database'])} entries",
           file=sys.stderr)
@@ -204,7 +205,7 @@ def _merge(args):
 
 def _subset(args):
     doc = read_annotation(args.input)
-    out = subset(doc, categories=args.categories, instances=args.instances, seed=args.seed,
+    out = make_subset(doc, categories=args.categories, instances=args.instances, seed=args.seed,
                  subsets=args.subsets, source_file=args.input)
     write_annotation(out, args.out)
     print(f"wrote {args.out}: {len(out['labels'])} classes, {len(out['database'])} entries",
@@ -225,7 +226,7 @@ def _stats(args):
 
 def _check(args):
     doc = read_annotation(args.input)
-    results = check_mod.check(doc, index=args.index, frames_root=args.frames_root,
+    results = check_stores(doc, index=args.index, frames_root=args.frames_root,
                               root=args.root)
     for r in results:
         print("\n".join(r.lines()))

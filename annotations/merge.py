@@ -40,7 +40,11 @@ def _as_v1(doc, default_source):
 
 
 def _rename_source(doc, old, new):
+    """Rename a source, and the root of the same name (builders name the root after the source)."""
     doc["sources"][new] = doc["sources"].pop(old)
+    rename_root = old in doc["roots"] and new not in doc["roots"]
+    if rename_root:
+        doc["roots"][new] = doc["roots"].pop(old)
     for items in doc["label_sources"]:
         for item in items:
             if item["source"] == old:
@@ -48,9 +52,11 @@ def _rename_source(doc, old, new):
     for entry in doc["database"].values():
         if entry.get("source") == old:
             entry["source"] = new
+        if rename_root and entry.get("root") == old:
+            entry["root"] = new
 
 
-def merge(inputs, *, unify=False, names=None):
+def merge_annotations(inputs, *, unify=False, names=None):
     """Merge [(path, document)] into a new document.
 
     `names` (one per input) renames the single source of each input, which is needed when two
@@ -99,17 +105,24 @@ def merge(inputs, *, unify=False, names=None):
 
 
 def _merge_labels(docs, unify):
-    counts = Counter(name for _, d in docs for name in set(d["labels"]))
-    shared = {name for name, n in counts.items() if n > 1}
+    """Kept apart, classes are compared by their original name (so a class already qualified
+    by an earlier merge still clashes with a new input's class of that name); unified, by the
+    name they have now."""
+    def key(name, prov):
+        return name if unify else prov[0]["name"]
+
+    counts = Counter(k for _, d in docs
+                     for k in {key(n, p) for n, p in zip(d["labels"], d["label_sources"])})
+    shared = {k for k, n in counts.items() if n > 1}
     labels, label_sources, maps = [], [], []
     position = {}
     for path, d in docs:
         mapping = {}
         for name, prov in zip(d["labels"], d["label_sources"]):
-            if unify or name not in shared:
+            if unify or key(name, prov) not in shared:
                 new = name
             else:
-                new = f"{prov[0]['source']}:{name}"
+                new = f"{prov[0]['source']}:{prov[0]['name']}"
             mapping[name] = new
             if new in position:
                 if not unify:

@@ -17,8 +17,12 @@ import simplejson
 FORMAT_NAME = "r3d-annotations"
 SCHEMA_VERSION = 1
 SUBSETS = ("training", "validation", "testing")
-#: Kinds of frame store an entry can live in, with the number of their first frame.
-STORE_FORMATS = {"jpg": 1, "hdf5": 0, "hdf5-video": 0}
+#: Kinds of frame store an entry can live in: JPEG frame directories, r3d HDF5 shards and the
+#: reference's one-.hdf5-per-video layout.
+STORE_FORMATS = ("jpg", "hdf5", "hdf5-video")
+#: Number of a video's first frame in the segments r3d writes, whatever the store (the JPEG
+#: layout's image_00001.jpg is frame 1; r3d's trainer numbers HDF5 frames the same way).
+FRAME_BASE = 1
 MAX_REPORTED_ERRORS = 20
 
 
@@ -27,11 +31,10 @@ class AnnotationError(ValueError):
     file, the video and the problem."""
 
 
-def frame_base(store_format) -> int:
-    """Number of the first frame in a store of `store_format` (None: unknown, JPEG convention)."""
-    if store_format is None:
-        return 1
-    return STORE_FORMATS[store_format]
+def frame_base(root) -> int:
+    """Number of the first frame in the segments of entries stored under `root` (a ``roots``
+    item; files converted from the reference's HDF5 annotations may say 0)."""
+    return int((root or {}).get("frame_base", FRAME_BASE))
 
 
 def annotation_classes(ann) -> list:
@@ -169,9 +172,8 @@ def _check_roots(roots, errors):
         fmt = root.get("format")
         if fmt is not None and fmt not in STORE_FORMATS:
             errors.append(f"root {name!r}: format {fmt!r} is not one of {sorted(STORE_FORMATS)}")
-        elif root.get("frame_base", frame_base(fmt)) != frame_base(fmt):
-            errors.append(f"root {name!r}: frame_base {root.get('frame_base')!r} does not "
-                          f"match format {fmt!r}")
+        if root.get("frame_base", FRAME_BASE) not in (0, 1):
+            errors.append(f"root {name!r}: frame_base {root.get('frame_base')!r} must be 0 or 1")
         if root.get("path") is not None and not isinstance(root["path"], str):
             errors.append(f"root {name!r}: path must be a string or null")
     return roots
@@ -231,7 +233,8 @@ def _check_entry(vid, entry, label_set, roots, sources, multi, version, require_
         path = entry.get("video_path")
         if path is not None and not _relative_posix(path):
             errors.append(f"{where}: video_path {path!r} must be a relative '/'-separated path")
-    base = frame_base((roots.get(entry.get("root")) or {}).get("format"))
+    # Reference-made files number HDF5 frames from 0 and JPEG frames from 1: accept both.
+    base = frame_base(roots.get(entry.get("root"))) if version >= 1 else 0
     n_frames = entry.get("n_frames")
     if n_frames is not None and (not _is_int(n_frames) or n_frames < 0):
         errors.append(f"{where}: n_frames {n_frames!r} must be a non-negative integer")

@@ -16,7 +16,7 @@ from tqdm import tqdm
 from storeformat import INDEX_NAME, SETTINGS_NAME, read_index, read_settings
 from storeformat.hdf5 import HDF5_LAYOUT
 
-from .schema import AnnotationError, frame_base
+from .schema import FRAME_BASE, AnnotationError
 
 log = logging.getLogger(__name__)
 
@@ -51,14 +51,10 @@ class StoreCatalog:
     def __len__(self):
         return len(self.videos)
 
-    @property
-    def frame_base(self):
-        return frame_base(self.format)
-
     def root_info(self) -> dict:
         """The ``roots`` entry describing this store in an annotation file."""
         return {"path": str(self.root.resolve()) if self.root is not None else None,
-                "format": self.format, "frame_base": self.frame_base}
+                "format": self.format, "frame_base": FRAME_BASE}
 
     @classmethod
     def open(cls, index=None, frames_root=None):

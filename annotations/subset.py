@@ -28,7 +28,7 @@ def _check_fraction(value, what):
         raise AnnotationError(f"--{what} must be in (0, 1], not {value}")
 
 
-def subset(doc, *, categories=None, instances=None, seed=0, subsets=("training",),
+def make_subset(doc, *, categories=None, instances=None, seed=0, subsets=("training",),
            source_file=None):
     """A new document holding a subset of `doc` (see the module docstring)."""
     if categories is None and instances is None:

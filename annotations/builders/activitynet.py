@@ -25,7 +25,7 @@ from pathlib import Path
 import simplejson
 
 from ..entries import Entry
-from ..schema import AnnotationError, frame_base
+from ..schema import FRAME_BASE, AnnotationError
 from ..labels import order_labels
 from .common import (BuildOptions, Output, make_document, resolve_entries, store_fields)
 
@@ -151,7 +151,7 @@ def build(path, opts: BuildOptions, views=VIEWS):
                           labels_from=opts.labels_from)
     source = opts.name or DATASET
     kept, report = resolve_entries(entries, opts, what="ActivityNet videos")
-    base = opts.catalog.frame_base if opts.catalog is not None else frame_base(None)
+    base = FRAME_BASE
     counts = Counter()
     fps_of = {}
     for e in kept:

@@ -8,7 +8,7 @@ from typing import Optional
 from ..entries import check_unique_ids
 from ..labels import order_labels
 from ..matching import apply_policy, match_entries
-from ..schema import frame_base, new_document
+from ..schema import FRAME_BASE, new_document
 
 log = logging.getLogger(__name__)
 
@@ -46,20 +46,17 @@ def resolve_entries(entries, opts, alias=None, what="videos"):
 
 def root_info(opts):
     if opts.catalog is None:
-        return {"path": None, "format": None, "frame_base": frame_base(None)}
+        return {"path": None, "format": None, "frame_base": FRAME_BASE}
     return opts.catalog.root_info()
 
 
 def store_fields(entry, source):
-    """video_path / root / source / n_frames / fps / key of an entry's JSON."""
+    """video_path / root / source / n_frames / fps of an entry's JSON. video_path is the
+    video's id in its store (its frame directory for JPEG stores; r3d's trainer finds HDF5
+    videos by it through the store index), else where the reference layout expects it."""
     out = {}
     video = entry.store
-    if video is not None:
-        out["video_path"] = video.path
-        if video.key:
-            out["key"] = video.key
-    else:
-        out["video_path"] = entry.path
+    out["video_path"] = video.id if video is not None else entry.path
     out["root"] = source
     out["source"] = source
     if video is not None:
@@ -125,13 +122,14 @@ def make_document(labels, database, opts, *, source, dataset, files, multi_label
 
 
 def build_single_label(entries, found_labels, opts, *, dataset, files, filename,
-                       official=None, alias=None, multi_label=False):
-    """The common path for trimmed datasets: resolve, order labels, assemble one Output."""
-    source = opts.name or dataset
+                       official=None, alias=None, multi_label=False, source=None):
+    """The common path for trimmed datasets: resolve, order labels, assemble one Output.
+    The source (and root) name is `opts.name`, else `source`, else the dataset's name."""
+    source = opts.name or source or dataset
     labels = order_labels(found_labels, order=opts.label_order, official=official,
                           labels_from=opts.labels_from)
     kept, report = resolve_entries(entries, opts, alias, what=f"{filename} videos")
-    base = opts.catalog.frame_base if opts.catalog is not None else frame_base(None)
+    base = FRAME_BASE
     database = simple_database(kept, source, base, multi_label)
     doc = make_document(labels, database, opts, source=source, dataset=dataset, files=files,
                         multi_label=multi_label, report=report)

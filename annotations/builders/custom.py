@@ -75,7 +75,8 @@ def build_from_folder(folder, opts: BuildOptions, *, val_fraction=0.0, seed=0):
         _split_validation(entries, val_fraction, seed)
     labels = sorted({e.label for e in entries})
     return [build_single_label(entries, labels, opts, dataset="custom", files=[folder],
-                               filename=f"{opts.name or folder.name}.json")]
+                               filename=f"{opts.name or folder.name}.json",
+                               source=folder.name)]
 
 
 def _visible_dirs(folder):
@@ -157,7 +158,7 @@ def build_from_csv(path, opts: BuildOptions, *, multi_label=False, label_sep="|"
     return [build_single_label(entries, labels, opts, dataset="custom", files=[path],
                                filename=f"{opts.name or path.stem}.json",
                                alias=store_alias if cols.get("youtube_id") is not None else None,
-                               multi_label=multi_label)]
+                               multi_label=multi_label, source=path.stem)]
 
 
 def _read_table(path, path_column, label_column, subset_column):
