@@ -13,7 +13,7 @@ import simplejpeg
 from PIL import Image
 
 from storeformat import INDEX_NAME, frame_name
-from storeformat.hdf5 import mark_layout, write_video
+from storeformat.hdf5 import mark_layout
 from training.decode import (DecodeError, decode_clip, decode_frame, jpeg_size,
                              reduction_factor, scaled_size)
 from training.stores import (FrameReadError, Hdf5Store, JpegDirStore, ReferenceHdf5Store,
