@@ -11,8 +11,6 @@ import re
 from collections import OrderedDict
 from pathlib import Path
 
-import h5py
-
 from storeformat import INDEX_NAME, frame_path
 
 from .entries import Entry
@@ -156,6 +154,8 @@ class _DiskCheck:
 
 
 def _shard_keys(path):
+    import h5py  # only stores in HDF5 need it
+
     keys = set()
     try:
         with h5py.File(path, "r") as f:

@@ -29,7 +29,7 @@ See docs/annotations.md for the file format and every builder's input files.
 
 
 def _common(p):
-    g = p.add_argument_group("frame counts and labels")
+    g = p.add_argument_group("output, frame counts and labels")
     g.add_argument("--out", "-o", required=True, type=Path,
                    help="output folder, or a .json file when the builder writes one file")
     g.add_argument("--index", type=Path,
@@ -59,7 +59,8 @@ def _parser():
     quiet = argparse.ArgumentParser(add_help=False)
     quiet.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
 
-    p = sub.add_parser("ucf101", parents=[quiet], help="UCF-101 from classInd.txt, trainlist/testlist0N.txt")
+    p = sub.add_parser("ucf101", parents=[quiet],
+                       help="UCF-101 from classInd.txt, trainlist/testlist0N.txt")
     p.add_argument("folder", type=Path, help="the ucfTrainTestlist folder")
     p.add_argument("--splits", type=int, nargs="+", default=[1, 2, 3], choices=(1, 2, 3))
     _common(p)
@@ -69,36 +70,42 @@ def _parser():
     p.add_argument("--splits", type=int, nargs="+", default=[1, 2, 3], choices=(1, 2, 3))
     _common(p)
 
-    p = sub.add_parser("kinetics", parents=[quiet], help="Kinetics-400/600/700 from the official CSV files")
+    p = sub.add_parser("kinetics", parents=[quiet],
+                       help="Kinetics-400/600/700 from the official CSV files")
     p.add_argument("folder", type=Path, help="folder of the CSV files (2017 or 2020 names), or "
                                              "one CSV file")
     p.add_argument("--subsets", nargs="+", choices=("training", "validation", "testing"),
-                   help="only these subsets (default: every file found)")
+                   metavar="SUBSET", help="only these subsets: training, validation, testing "
+                                          "(default: every file found)")
     p.add_argument("--release", choices=("2017", "2020"),
                    help="which file names to read when the folder holds both")
     _common(p)
 
-    p = sub.add_parser("activitynet", parents=[quiet], help="ActivityNet v1.3 from activity_net.v1-3.min.json")
+    p = sub.add_parser("activitynet", parents=[quiet],
+                       help="ActivityNet v1.3 from activity_net.v1-3.min.json")
     p.add_argument("folder", type=Path, help="the JSON file or the folder holding it")
     p.add_argument("--view", choices=("trimmed", "untrimmed", "both"), default="both",
                    help="one entry per segment (trimmed), per video (untrimmed) or both "
                         "files (default)")
     _common(p)
 
-    p = sub.add_parser("mit", parents=[quiet], help="Moments in Time from moments_categories.txt and "
-                                   "trainingSet.csv / validationSet.csv")
+    p = sub.add_parser("mit", parents=[quiet],
+                       help="Moments in Time from moments_categories.txt and "
+                            "trainingSet.csv / validationSet.csv")
     p.add_argument("folder", type=Path, help="folder of the official files")
     p.add_argument("--classes", type=Path,
                    help="class list if not moments_categories.txt (e.g. category_momentsv1.txt)")
     _common(p)
 
-    p = sub.add_parser("folder", parents=[quiet], help="a new dataset from a folder of class folders")
+    p = sub.add_parser("folder", parents=[quiet],
+                       help="a new dataset from a folder of class folders")
     p.add_argument("folder", type=Path,
                    help="SRC/<class>/<video> (or SRC/<train|val|test>/<class>/<video>)")
     _split_args(p)
     _common(p)
 
-    p = sub.add_parser("csv", parents=[quiet], help="a new dataset from a CSV of (path, label[, subset]) rows")
+    p = sub.add_parser("csv", parents=[quiet],
+                       help="a new dataset from a CSV of (path, label[, subset]) rows")
     p.add_argument("csv", type=Path)
     p.add_argument("--multi-label", action="store_true",
                    help="several tags per video (HVU style): tags split by --label-sep and "
@@ -112,7 +119,7 @@ def _parser():
 
     p = sub.add_parser("merge", parents=[quiet], help="concatenate label spaces of several files")
     p.add_argument("inputs", type=Path, nargs="+", help="annotation files, in label order")
-    p.add_argument("-o", "--out", type=Path, required=True)
+    p.add_argument("-o", "--out", type=Path, required=True, help="the merged file")
     p.add_argument("--unify-classes", action="store_true",
                    help="same-named classes become one (default: kept apart, qualified "
                         "'<source>:<name>')")
@@ -120,23 +127,30 @@ def _parser():
                                               "inputs have the same source name)")
 
     p = sub.add_parser("subset", parents=[quiet], help="a deterministic stratified subset")
-    p.add_argument("input", type=Path)
-    p.add_argument("-o", "--out", type=Path, required=True)
+    p.add_argument("input", type=Path, help="annotation file")
+    p.add_argument("-o", "--out", type=Path, required=True, help="the subset's file")
     p.add_argument("--categories", type=float, metavar="FRACTION",
                    help="keep round(FRACTION x classes) whole classes (labels re-indexed)")
     p.add_argument("--instances", type=float, metavar="FRACTION",
                    help="keep this fraction of every class's videos (at least one each)")
-    p.add_argument("--subsets", nargs="+", default=["training"],
+    p.add_argument("--subsets", nargs="+", default=["training"], metavar="SUBSET",
                    choices=("training", "validation", "testing"),
                    help="where --instances samples (default: training)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0,
+                   help="same seed, same subset; another seed, an independent one (default 0)")
 
-    p = sub.add_parser("stats", parents=[quiet], help="classes, videos per subset and class, frames")
-    p.add_argument("inputs", type=Path, nargs="+")
+    p = sub.add_parser("stats", parents=[quiet],
+                       help="classes, videos per subset and class, frames")
+    p.add_argument("inputs", type=Path, nargs="+", help="annotation files")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
 
-    p = sub.add_parser("check", parents=[quiet], help="compare an annotation file with its frame store(s)")
-    p.add_argument("input", type=Path)
+    p = sub.add_parser("check", parents=[quiet],
+                       help="compare an annotation file with its frame store(s)",
+                       description="Report annotated videos missing, empty, failed or not on "
+                                   "disk in their store, frame counts that disagree, and store "
+                                   "videos the file lacks. Exits 1 when an annotated video has "
+                                   "a problem.")
+    p.add_argument("input", type=Path, help="annotation file")
     p.add_argument("--index", type=Path, help="store index to check against (default: the "
                                               "store each root of the file records)")
     p.add_argument("--frames-root", type=Path, help="store folder to scan instead")

@@ -67,19 +67,10 @@ def match_entries(entries, catalog, alias=None) -> MatchReport:
     """Set ``entry.store`` (a StoreVideo with frames) or ``entry.problem`` (missing, empty,
     failed, ambiguous) for every entry. `alias(store_id)` gives a store video's dataset aliases."""
     videos = catalog.videos
-    by_stem, by_fold, by_alias = {}, {}, {}
-    for vid in videos:
-        s = last_part(vid)
-        _add(by_stem, s, vid)
-        _add(by_fold, vid.casefold(), vid)
-        _add(by_fold, s.casefold(), vid)
-        if alias is not None:
-            for a in alias(vid):
-                _add(by_alias, a, vid)
-
+    tables = _Tables(videos, alias)
     claims = {}
     for e in entries:
-        vid = _find(e, videos, by_stem, by_fold, by_alias)
+        vid = _find(e, videos, tables)
         e.store, e.problem = None, None
         if vid is None:
             e.problem = "missing"
@@ -105,24 +96,65 @@ def match_entries(entries, catalog, alias=None) -> MatchReport:
     return MatchReport(len(entries), counts, unclaimed, examples)
 
 
-def _find(entry, videos, by_stem, by_fold, by_alias):
+class _Tables:
+    """The lookup tables of rules 2-4, each built on first use (when every entry matches by
+    exact id, none is built)."""
+
+    def __init__(self, videos, alias):
+        self.videos, self.alias = videos, alias
+        self._stem = self._fold = self._alias = None
+
+    @property
+    def stem(self):
+        if self._stem is None:
+            self._stem = {}
+            for vid in self.videos:
+                _add(self._stem, last_part(vid), vid)
+        return self._stem
+
+    @property
+    def fold(self):
+        if self._fold is None:
+            self._fold = {}
+            for vid in self.videos:
+                _add(self._fold, vid.casefold(), vid)
+                _add(self._fold, last_part(vid).casefold(), vid)
+        return self._fold
+
+    @property
+    def aliases(self):
+        if self._alias is None:
+            self._alias = {}
+            if self.alias is not None:
+                for vid in self.videos:
+                    for a in self.alias(vid):
+                        _add(self._alias, a, vid)
+        return self._alias
+
+
+def _hit(table, key):
+    hit = table.get(key)
+    return None if hit is _AMBIGUOUS else hit
+
+
+def _find(entry, videos, tables):
     keys = entry.candidate_keys()
     for k in keys:
         if k in videos:
             return k
-    for table, norm in ((by_stem, last_part), (by_fold, str.casefold)):
-        for k in keys:
-            hit = table.get(norm(k))
-            if hit is not None and hit is not _AMBIGUOUS:
-                return hit
-            if norm is str.casefold:
-                hit = table.get(last_part(k).casefold())
-                if hit is not None and hit is not _AMBIGUOUS:
-                    return hit
-    for a in entry.aliases:
-        hit = by_alias.get(a)
-        if hit is not None and hit is not _AMBIGUOUS:
+    for k in keys:
+        hit = _hit(tables.stem, last_part(k))
+        if hit is not None:
             return hit
+    for k in keys:
+        hit = _hit(tables.fold, k.casefold()) or _hit(tables.fold, last_part(k).casefold())
+        if hit is not None:
+            return hit
+    if entry.aliases:
+        for a in entry.aliases:
+            hit = _hit(tables.aliases, a)
+            if hit is not None:
+                return hit
     return None
 
 

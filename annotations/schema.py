@@ -10,7 +10,7 @@ read as version 0 and validated for the reference fields only.
 """
 import math
 import os
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import simplejson
 
@@ -286,7 +286,6 @@ def _is_int(x):
 
 
 def _relative_posix(path):
-    if not isinstance(path, str) or not path or "\\" in path:
+    if not isinstance(path, str) or not path or "\\" in path or path.startswith("/"):
         return False
-    p = PurePosixPath(path)
-    return not p.is_absolute() and ".." not in p.parts
+    return ".." not in path.split("/")

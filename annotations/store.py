@@ -9,7 +9,6 @@ import os
 import re
 from pathlib import Path, PurePosixPath
 
-import h5py
 import numpy as np
 from tqdm import tqdm
 
@@ -169,6 +168,8 @@ def _read_fps_file(path):
 
 
 def _hdf5_videos(root, path):
+    import h5py  # only the scanning fallback needs it
+
     rel_file = str(PurePosixPath(*path.relative_to(root).parts))
     try:
         with h5py.File(path, "r") as f:
@@ -187,6 +188,8 @@ def _hdf5_videos(root, path):
 
 
 def _shard_videos(f, rel_file):
+    import h5py
+
     if "videos" not in f:
         return
     found = []

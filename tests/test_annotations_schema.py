@@ -1,4 +1,4 @@
-"""The unified annotation file: writing, validating reading, class lists, reference compatibility."""
+"""The unified annotation file: writing, validated reading, class lists, reference loader."""
 import json
 
 import pytest
