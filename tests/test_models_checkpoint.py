@@ -147,6 +147,8 @@ def test_architecture_is_inferred_for_every_listed_model():
     ("wideresnet", 50, {"k": 4}),
     ("resnext", 101, {"cardinality": 16}),
     ("densenet", 169, {"growth_rate": 16, "bn_size": 2, "n_input_channels": 2}),
+    ("resnext", 101, {"stem_planes": 64}),  # the 2018 resnext-101-kinetics.pth layout
+    ("wideresnet", 50, {"stem_planes": 64}),
 ])
 def test_architecture_options_are_inferred(name, depth, options):
     with torch.device("meta"):
@@ -181,10 +183,12 @@ def test_mismatch_names_what_the_checkpoint_looks_like(r10_k700):
 
 
 def test_old_shortcut_a_checkpoint_is_recognised(tmp_path):
+    """As the 2018 Kinetics-400 files: shortcut A, 'module.' keys, pre-zip torch format."""
     old = generate_model("resnet", 10, n_classes=400, shortcut_type="A")
     path = tmp_path / "resnet-10-kinetics.pth"
     torch.save({"arch": "resnet-10", "state_dict": {"module." + k: v for k, v in
-                                                    old.state_dict().items()}}, path)
+                                                    old.state_dict().items()}}, path,
+               _use_new_zipfile_serialization=False)
     with pytest.raises(CheckpointError) as e:
         load_weights(generate_model("resnet", 10), path)
     msg = str(e.value)

@@ -20,7 +20,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from . import densenet, resnet, resnext
-from .registry import FAMILIES, arch_name, generate_model, get_family
+from .registry import FAMILIES, arch_name, generate_model
 
 log = logging.getLogger(__name__)
 
@@ -181,17 +181,18 @@ def _resnet_like(sd) -> Dict[str, Any]:
     else:
         stem = sd["conv1.weight"]
         spec.update(n_input_channels=stem.shape[1])
+        # pre-activation: the first BatchNorm of a block normalises its input, so in a
+        # stage's first block (whose input is narrower or wider) it has the input's width
         conv1, bn1 = sd["layer2.0.conv1.weight"], sd["layer2.0.bn1.weight"]
         preact = bn1.shape[0] == conv1.shape[1] != conv1.shape[0]
+        conv2 = sd["layer1.0.conv2.weight"]
         if preact:
             model = "preresnet"
-        elif bottleneck and sd["layer1.0.conv2.weight"].shape[0] != sd["layer1.0.conv2.weight"].shape[1]:
-            conv2 = sd["layer1.0.conv2.weight"]
+        elif bottleneck and conv2.shape[0] != conv2.shape[1]:  # grouped 3x3x3
             model = "resnext"
             spec["cardinality"] = conv2.shape[0] // conv2.shape[1]
-            table = resnet.BOTTLENECK_LAYERS
-        elif bottleneck and sd["layer1.0.conv3.weight"].shape[0] == 2 * sd["layer1.0.conv1.weight"].shape[0]:
-            model = "wideresnet"
+        elif bottleneck and sd["layer1.0.conv3.weight"].shape[0] == 2 * conv2.shape[0]:
+            model = "wideresnet"  # expansion 2 without groups
         else:
             model = "resnet"
     spec["conv1_t_size"] = stem.shape[2]
@@ -200,8 +201,13 @@ def _resnet_like(sd) -> Dict[str, Any]:
     if model == "wideresnet":
         k, rest = divmod(fc_in, base * expansion)
         spec["k"] = k if k and not rest else fc_in / (base * expansion)
+        first_stage = int(resnet.BLOCK_INPLANES[0] * spec["k"])
     else:
         spec["widen_factor"] = fc_in / (base * expansion)
+        first = resnext.BLOCK_INPLANES[0] if model == "resnext" else resnet.BLOCK_INPLANES[0]
+        first_stage = int(first * spec["widen_factor"])
+    if stem.shape[0] != first_stage:  # the 2018 ResNeXt and Wide ResNet: a 64-channel stem
+        spec["stem_planes"] = stem.shape[0]
     spec["shortcut_type"] = "B" if any(".downsample." in k for k in sd) else "A"
     depth = _depth_of(table, counts, f"{model} ({'bottleneck' if bottleneck else 'basic'} blocks)")
     return {"model": model, "depth": depth, **spec}

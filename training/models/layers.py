@@ -62,10 +62,11 @@ def make_shortcut(shortcut_type: str, in_planes: int, out_planes: int,
 
 
 def check_stem_options(n_input_channels: int, conv1_t_size: int, conv1_t_stride: int,
-                       n_classes: int) -> None:
+                       n_classes: int, **more: int) -> None:
     """Reject options that would build a broken network, naming the bad value."""
     for name, value in (("n_input_channels", n_input_channels), ("conv1_t_size", conv1_t_size),
-                        ("conv1_t_stride", conv1_t_stride), ("n_classes", n_classes)):
+                        ("conv1_t_stride", conv1_t_stride), ("n_classes", n_classes),
+                        *more.items()):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
 

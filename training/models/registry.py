@@ -8,7 +8,7 @@ from torch import nn
 from . import densenet, pre_act_resnet, resnet, resnet2p1d, resnext, wide_resnet
 
 COMMON_OPTIONS = ("n_input_channels", "conv1_t_size", "conv1_t_stride", "no_max_pool")
-RESNET_OPTIONS = COMMON_OPTIONS + ("shortcut_type", "widen_factor")
+RESNET_OPTIONS = COMMON_OPTIONS + ("shortcut_type", "widen_factor", "stem_planes")
 
 
 @dataclass(frozen=True)
@@ -82,8 +82,9 @@ def generate_model(model: str, depth: int, n_classes: int = 400, **options) -> n
 
     Options common to all families: n_input_channels (3 RGB, 2 flow), conv1_t_size (7),
     conv1_t_stride (1), no_max_pool (False); ResNet-like families add shortcut_type
-    ('B') and widen_factor (1.0), wideresnet k (2), resnext cardinality (32), densenet
-    growth_rate (32), num_init_features (64), bn_size (4), drop_rate (0).
+    ('B'), widen_factor (1.0) and stem_planes (the first stage's width), wideresnet k (2),
+    resnext cardinality (32), densenet growth_rate (32), num_init_features (64), bn_size
+    (4), drop_rate (0).
     """
     family = get_family(model)
     if depth not in family.depths:

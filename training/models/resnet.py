@@ -70,17 +70,17 @@ class ResNet(nn.Module):
 
     Shared by the ResNet, pre-activation ResNet, Wide ResNet and ResNeXt families; the
     stage widths are `block_inplanes` times `widen_factor` and the stem has as many
-    channels as the first stage. `block_kwargs` are passed to every block (ResNeXt's
-    cardinality).
+    channels as the first stage unless `stem_planes` says otherwise (64 in the reference's
+    2018 Wide ResNet and ResNeXt checkpoints). `block_kwargs` are passed to every block
+    (ResNeXt's cardinality).
     """
 
     def __init__(self, block: Type[nn.Module], layers: Sequence[int],
                  block_inplanes: Sequence[int] = BLOCK_INPLANES, n_input_channels: int = 3,
                  conv1_t_size: int = 7, conv1_t_stride: int = 1, no_max_pool: bool = False,
                  shortcut_type: str = "B", widen_factor: float = 1.0, n_classes: int = 400,
-                 *, block_kwargs: Optional[dict] = None):
+                 *, stem_planes: Optional[int] = None, block_kwargs: Optional[dict] = None):
         super().__init__()
-        check_stem_options(n_input_channels, conv1_t_size, conv1_t_stride, n_classes)
         check_shortcut_type(shortcut_type)
         if len(layers) != 4 or len(block_inplanes) != 4:
             raise ValueError(f"a ResNet has 4 stages, got layers={list(layers)} and "
@@ -88,13 +88,17 @@ class ResNet(nn.Module):
         if widen_factor <= 0:
             raise ValueError(f"widen_factor must be positive, got {widen_factor!r}")
         widths = [int(w * widen_factor) for w in block_inplanes]
+        if stem_planes is None:
+            stem_planes = widths[0]
+        check_stem_options(n_input_channels, conv1_t_size, conv1_t_stride, n_classes,
+                           stem_planes=stem_planes)
         self.no_max_pool = no_max_pool
         self._block = block
         self._block_kwargs = dict(block_kwargs or {})
 
-        self._build_stem(n_input_channels, widths[0], conv1_t_size, conv1_t_stride)
+        self._build_stem(n_input_channels, stem_planes, conv1_t_size, conv1_t_stride)
         self.maxpool = nn.MaxPool3d(kernel_size=3, stride=2, padding=1)
-        in_planes = widths[0]
+        in_planes = stem_planes
         self.layer1, in_planes = self._make_layer(in_planes, widths[0], layers[0], shortcut_type, 1)
         self.layer2, in_planes = self._make_layer(in_planes, widths[1], layers[1], shortcut_type, 2)
         self.layer3, in_planes = self._make_layer(in_planes, widths[2], layers[2], shortcut_type, 2)

@@ -45,7 +45,7 @@ class ResNeXt(ResNet):
     def __init__(self, block, layers, block_inplanes=BLOCK_INPLANES, n_input_channels: int = 3,
                  conv1_t_size: int = 7, conv1_t_stride: int = 1, no_max_pool: bool = False,
                  shortcut_type: str = "B", cardinality: int = 32, n_classes: int = 400,
-                 widen_factor: float = 1.0):
+                 widen_factor: float = 1.0, stem_planes=None):
         if not isinstance(cardinality, int) or isinstance(cardinality, bool) or cardinality < 1:
             raise ValueError(f"resnext cardinality must be a positive integer, got {cardinality!r}")
         widths = [int(w * widen_factor) for w in block_inplanes]
@@ -57,7 +57,7 @@ class ResNeXt(ResNet):
         super().__init__(block, layers, block_inplanes, n_input_channels=n_input_channels,
                          conv1_t_size=conv1_t_size, conv1_t_stride=conv1_t_stride,
                          no_max_pool=no_max_pool, shortcut_type=shortcut_type,
-                         widen_factor=widen_factor, n_classes=n_classes,
+                         widen_factor=widen_factor, n_classes=n_classes, stem_planes=stem_planes,
                          block_kwargs={"cardinality": cardinality})
         self.cardinality = cardinality
 

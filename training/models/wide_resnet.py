@@ -1,7 +1,5 @@
 """Wide 3D ResNet (Zagoruyko and Komodakis, 2016) as in the reference: Bottleneck
 blocks with expansion 2 and every stage (and the stem) k times wider."""
-from torch import nn
-
 from .resnet import BLOCK_INPLANES, BOTTLENECK_LAYERS, Bottleneck, ResNet, layers_for
 
 DEPTHS = tuple(sorted(BOTTLENECK_LAYERS))
