@@ -1,4 +1,5 @@
-"""Summary numbers of an annotation file: classes, videos per subset, videos per class, frames."""
+"""Summary numbers of an annotation file: classes, videos per subset, videos per class, frames
+(the frames of each entry's segment: a whole clip, or one ActivityNet segment)."""
 from collections import Counter
 
 import numpy as np
@@ -29,10 +30,8 @@ def compute(doc) -> dict:
             unlabelled[subset] += 1
         for t in tags:
             per_class[subset][t] += 1
-        n = entry.get("n_frames")
-        if n is None:
-            seg = entry["annotations"].get("segment")
-            n = seg[1] - seg[0] if seg else None
+        seg = entry["annotations"].get("segment")
+        n = seg[1] - seg[0] if seg else entry.get("n_frames")
         if n is None:
             no_frames += 1
         else:

@@ -7,6 +7,7 @@ import pytest
 from annotations.builders import BuildOptions, activitynet, custom, hmdb51, kinetics, mit, ucf101
 from annotations.cli import main
 from annotations.schema import AnnotationError, read_annotation, validate, write_annotation
+from annotations.stats import compute
 from annotations.store import StoreCatalog
 from storeformat import INDEX_NAME, IndexWriter
 
@@ -242,6 +243,8 @@ def test_activitynet_frames_from_index_fps(tmp_path):
     assert [s["segment"] for s in polo["segments"]] == [[60, 218], [151, 394], [252, 453]]
     assert un["bYUmtLBL7W4"]["annotations"]["label"] == "Wakeboarding"
     assert un["bYUmtLBL7W4"]["fps"] == 30.0 and un["bYUmtLBL7W4"]["n_frames"] == 6735
+    # Stats count a trimmed entry's own frames: the 0.01 s segment is one frame.
+    assert compute(trimmed.doc)["frames"]["per_entry"]["min"] == 1
 
 
 def test_activitynet_bare_database_gt_json(official, tmp_path):

@@ -107,6 +107,20 @@ def test_merge_three_and_merge_of_a_merge(k700_like, mit_like):
         {"source": "mit", "name": "clapping"}]
 
 
+def test_merge_a_reference_made_file(k700_like):
+    """Files from the reference scripts have no sources: the file name stands in."""
+    ref = {"labels": ["clapping", "new class"],
+           "database": {"r1": {"subset": "training",
+                               "annotations": {"label": "clapping", "segment": [1, 50]}},
+                        "k0000_00": {"subset": "validation",
+                                     "annotations": {"label": "new class", "segment": [1, 9]}}}}
+    km = merge_annotations([("k.json", k700_like), ("ucf_ref.json", ref)])
+    assert len(km["labels"]) == 702 and "ucf_ref:clapping" in km["labels"]
+    assert km["database"]["r1"]["source"] == "ucf_ref"
+    assert km["database"]["ucf_ref:k0000_00"]["annotations"]["label"] == "new class"
+    assert km["roots"]["ucf_ref"]["path"] is None
+
+
 def test_merge_real_class_lists(shared_fixtures, tmp_path):
     """The real Kinetics-700 validation file and the real MiT v1 class list."""
     ann = shared_fixtures / "annotations"

@@ -63,8 +63,8 @@ def build(folder, opts: BuildOptions, splits=SPLITS):
                 vid = PurePosixPath(parts[0]).stem
                 entries.append(Entry(vid, _SUBSET[parts[1]], label, path=f"{label}/{vid}"))
         log.info("HMDB-51 split %d: %d videos marked 0 (unused) left out", split, unused)
-        files = [found[split][c] for c in classes]
         outputs.append(build_single_label(
-            entries, classes, opts, dataset=DATASET, files=files,
+            entries, classes, opts, dataset=DATASET,
+            files=[Path(folder) / f"<class>_test_split{split}.txt"],
             filename=f"hmdb51_{split}.json", official=classes))
     return outputs
