@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from annotations.cli import main as annotate  # noqa: E402
 from annotations.schema import read_annotation  # noqa: E402
-from storeformat import INDEX_NAME, SETTINGS_NAME, IndexWriter, frame_name, write_settings  # noqa
+from storeformat import INDEX_NAME, SETTINGS_NAME, frame_name, write_settings  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CSV = (Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "annotations"
@@ -66,38 +66,25 @@ def make_jpeg_store(root, rows, frames):
 
 
 def make_index(root, rows, naming):
-    """index.jsonl as r3d-preprocess writes it, ids in the given naming."""
+    """index.jsonl as r3d-preprocess writes it (one JSON record per line), ids in the given
+    naming. Written in one go: IndexWriter's per-line fsync would only slow the setup."""
     root.mkdir(parents=True, exist_ok=True)
     write_settings(root / SETTINGS_NAME, {"format": "jpg", "height": 240, "short_side": None,
                                           "fps": None, "quality": 90})
-    with IndexWriter(root / INDEX_NAME) as w:
-        w.append = _buffered(w)
-        for i, (label, yt, s, e) in enumerate(rows):
-            if naming == "reference":
-                vid = f"{label}/{clip_id(yt, s, e)}"
-            elif i % 2:
-                vid = f"{label.replace(' ', '_')}/{yt}_{s}_{e}"
-            else:
-                vid = yt
-            n = n_frames_of(i)
-            w.append({"id": vid, "status": "done", "source": vid + ".mp4", "format": "jpg",
-                      "path": vid, "n_frames": n, "fps": 30.0, "width": 320, "height": 240,
-                      "duration": n / 30.0})
-        w.flush_all()
-
-
-def _buffered(writer):
-    """Batch the records (IndexWriter fsyncs each line; 34k fsyncs would only slow the setup)."""
     lines = []
-
-    def append(record):
-        lines.append(json.dumps(record, ensure_ascii=False))
-
-    def flush_all():
-        writer._f.write(("\n".join(lines) + "\n").encode("utf-8"))
-        writer._f.flush()
-    writer.flush_all = flush_all
-    return append
+    for i, (label, yt, s, e) in enumerate(rows):
+        if naming == "reference":
+            vid = f"{label}/{clip_id(yt, s, e)}"
+        elif i % 2:
+            vid = f"{label.replace(' ', '_')}/{yt}_{s}_{e}"
+        else:
+            vid = yt
+        n = n_frames_of(i)
+        lines.append(json.dumps({"id": vid, "status": "done", "source": vid + ".mp4",
+                                 "format": "jpg", "path": vid, "n_frames": n, "fps": 30.0,
+                                 "width": 320, "height": 240, "duration": n / 30.0},
+                                ensure_ascii=False))
+    (root / INDEX_NAME).write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
 def baseline(csv_path, store, out):
