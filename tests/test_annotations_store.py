@@ -5,7 +5,7 @@ import h5py
 import numpy as np
 import pytest
 
-from annotations.builders import BuildOptions, kinetics
+from annotations.builders import kinetics
 from annotations.entries import Entry
 from annotations.matching import apply_policy, match_entries
 from annotations.schema import AnnotationError
@@ -193,8 +193,3 @@ def test_scan_refuses_mixed_stores(tmp_path):
         f.create_dataset("video", (1,), dtype=h5py.vlen_dtype(np.uint8))
     with pytest.raises(AnnotationError, match="mixes formats"):
         StoreCatalog.scan(root)
-
-
-def test_build_options_without_store_writes_no_frame_counts(tmp_path):
-    assert StoreCatalog.open() is None
-    assert BuildOptions().catalog is None
