@@ -168,6 +168,21 @@ def test_segments_in_another_numbering_are_shifted(stores):
     assert segs[0][2].tolist() == [1, 17]  # reported in the file's numbering
 
 
+def test_reference_files_counted_from_one_read_from_hdf5(stores):
+    """The reference's [1, n + 1] whole-video segments, read from 0-based stores."""
+    doc = reference_doc()
+    for name, n in (("v_walk_0", 30), ("v_jump_1", 10)):
+        doc["database"][name]["annotations"]["segment"] = [1, n + 1]
+    for kind in ("hdf5", "ref", "jpg"):
+        ds = TrainingClips(doc, stores[kind], transform=RAW, sampler=TemporalCenterCrop(30))
+        sample = next(s for s in ds.samples if s.video_id == "v_walk_0")
+        assert len(sample.frames) == 30
+        assert levels(ds[ds.samples.index(sample)][0]) == list(range(30))
+    doc["database"]["v_walk_0"]["annotations"]["segment"] = [1, 32]  # fits neither way
+    with pytest.raises(ValueError, match="segment \\[1, 32\\] lies outside the 30 frames"):
+        TrainingClips(doc, stores["hdf5"])
+
+
 def test_multilabel_targets(stores):
     doc = reference_doc()
     doc["multi_label"] = True

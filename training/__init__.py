@@ -1,1 +1,27 @@
-"""Training, fine-tuning, validation and inference of 3D CNNs on r3d stores."""
+"""Training, fine-tuning, validation and inference of 3D CNNs on r3d stores.
+
+The data layer (docs/data.md): frame stores, JPEG decoding, temporal samplers, whole-clip
+spatial transforms and the clip datasets built from annotation files.
+"""
+from .datasets import (InferenceWindows, TrainingClips, ValidationClips, collate_multi_clips,
+                       keep_freed_memory)
+from .decode import DecodeError, decode_clip, jpeg_size
+from .sampling import (SlidingWindow, TemporalCenterCrop, TemporalEvenCrop, TemporalRandomCrop,
+                       loop_pad)
+from .stores import (FrameReadError, Hdf5Store, JpegDirStore, ReferenceHdf5Store, VideoNotFound,
+                     open_store)
+from .transforms import (NORM_PRESETS, CenterCrop, ColorJitter, Compose, CornerCrop,
+                         HorizontalFlip, MultiScaleCornerCrop, Normalize, RandomResizedCrop, Resize,
+                         eval_transform, normalize, train_transform)
+
+# Models: training.models (generate_model, checkpoint loading), imported on its own.
+
+__all__ = [
+    "InferenceWindows", "TrainingClips", "ValidationClips", "collate_multi_clips",
+    "keep_freed_memory", "DecodeError", "decode_clip", "jpeg_size", "SlidingWindow",
+    "TemporalCenterCrop", "TemporalEvenCrop", "TemporalRandomCrop", "loop_pad",
+    "FrameReadError", "Hdf5Store", "JpegDirStore", "ReferenceHdf5Store", "VideoNotFound",
+    "open_store", "NORM_PRESETS", "CenterCrop", "ColorJitter", "Compose", "CornerCrop",
+    "HorizontalFlip", "MultiScaleCornerCrop", "Normalize", "RandomResizedCrop", "Resize",
+    "eval_transform", "normalize", "train_transform",
+]

@@ -16,8 +16,11 @@ Bad data never becomes an empty or wrong tensor: a video that is missing, whose 
 outside its frames, or whose frames cannot be read raises an error naming the video (and the
 frame); with ``on_bad="skip"`` it is left out with a logged warning instead.
 """
+import ctypes
+import ctypes.util
 import logging
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +30,7 @@ from torch.utils.data import Dataset, default_collate
 from storeformat import video_key
 
 from .annotation_file import read_annotation_file, root_frame_base
-from .decode import DecodeError, decode_clip, jpeg_size
+from .decode import ClipBuffers, DecodeError, decode_clip, jpeg_size
 from .sampling import SlidingWindow, TemporalEvenCrop, TemporalRandomCrop
 from .stores import FrameReadError, FrameStore, VideoNotFound, open_store
 from .transforms import eval_transform, train_transform
@@ -41,6 +44,23 @@ SEGMENT_MODES = ("each", "video")
 #: How many following items a dataset tries, under on_bad="skip", before giving up.
 MAX_SUBSTITUTES = 20
 MAX_LISTED_PROBLEMS = 10
+
+
+def keep_freed_memory() -> bool:
+    """Ask glibc's allocator to keep freed memory in the process instead of returning it to the
+    system after every clip (``mallopt``: no trimming below 64 MiB, no ``mmap`` for blocks
+    under 32 MiB).
+
+    A clip's buffers (several MB) would otherwise be handed back and faulted in again, one page
+    fault per 4 kB, for every clip: a fifth of the loading time in our measurements
+    (docs/benchmarks.md). The process's memory then stays at its working size instead of
+    shrinking between clips. Returns False where it does not apply (not glibc)."""
+    try:
+        mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    return bool(mallopt(m_mmap_threshold, 32 << 20)) and bool(mallopt(m_trim_threshold, 64 << 20))
 
 
 class Sample:
@@ -147,6 +167,21 @@ def build_samples(doc, stores: StoreSet, subset, segments="each"):
     return samples, problems
 
 
+def _guess_frame_base(ann, spans, first, n):
+    """Numbering of a file that does not declare it (the reference's files): the store's own,
+    unless the frame segments fit the video only when counted from the other base (0 or 1),
+    e.g. the reference's [1, n + 1] for a whole video read from an HDF5 store."""
+    segments = [s for _, s, _ in spans if s is not None]
+    if isinstance(ann, dict) and ann.get("segment") is not None:
+        segments.append(ann["segment"])
+
+    def fits(base):
+        return all(base <= int(a) < int(b) <= base + n for a, b in segments)
+
+    other = 1 - first
+    return other if segments and not fits(first) and fits(other) else first
+
+
 def _entry_samples(vid, entry, doc, stores, class_index, mode):
     ann = entry.get("annotations") or {}
     spans = _segment_list(ann)
@@ -166,7 +201,9 @@ def _entry_samples(vid, entry, doc, stores, class_index, mode):
         raise ValueError(f"{store}: '{key}' has no frames")
     first = store.first_frame
     declared = root_frame_base(doc, entry.get("root"))
-    shift = first - declared if declared is not None else 0
+    if declared is None:
+        declared = _guess_frame_base(ann, spans, first, n)
+    shift = first - declared
     whole = range(first, first + n)
 
     def frames_of(segment, seconds):
@@ -208,10 +245,12 @@ class ClipDataset(Dataset):
     `target`: 'label' (class index, -1 if unlabelled), 'multilabel' (multi-hot float vector) or
     None to follow the file's ``multi_label`` flag. `reduced_decode`: decode at 1/2, 1/4 or 1/8
     size when the clip is scaled down that much anyway (see training.decode); on by default
-    for training only, so that evaluation sees exactly the reference's pixels."""
+    for training only, so that evaluation sees exactly the reference's pixels. `keep_memory`:
+    call `keep_freed_memory` in every process that loads clips (the first time it does)."""
 
     def __init__(self, annotation, stores, subset, transform, sampler, *, target=None,
-                 segments="each", on_bad="raise", reduced_decode=True, max_decode_factor=8):
+                 segments="each", on_bad="raise", reduced_decode=True, max_decode_factor=8,
+                 keep_memory=True):
         if on_bad not in ON_BAD:
             raise ValueError(f"on_bad must be one of {ON_BAD}, got {on_bad!r}")
         doc = annotation if isinstance(annotation, dict) else read_annotation_file(annotation)
@@ -228,11 +267,14 @@ class ClipDataset(Dataset):
         self.on_bad = on_bad
         self.reduced_decode = reduced_decode
         self.max_decode_factor = max_decode_factor
+        self.keep_memory = keep_memory
+        self._setup_pid = None
         self.samples, problems = build_samples(doc, StoreSet(stores, doc), subset, segments)
         self._report(problems)
         if not self.samples:
             raise ValueError(f"{self.source}: no usable videos in subset {subset!r}")
         self._bad = set()
+        self._buffers = ClipBuffers()
 
     def _check_targets(self):
         """Single-label targets need single-label samples."""
@@ -268,6 +310,10 @@ class ClipDataset(Dataset):
 
     def load_clips(self, sample, clips) -> list:
         """Read, decode and transform the clips (lists of frame numbers) of one sample."""
+        if self._setup_pid != os.getpid():
+            self._setup_pid = os.getpid()
+            if self.keep_memory:
+                keep_freed_memory()
         flat = clips[0] if len(clips) == 1 else [f for c in clips for f in c]
         unique = list(dict.fromkeys(flat))
         data = sample.store.read_bytes(sample.key, unique)
@@ -281,7 +327,8 @@ class ClipDataset(Dataset):
             factor = min(self.transform.decode_factor(hw, p, self.max_decode_factor)
                          for p in plans)
         try:
-            decoded = torch.from_numpy(decode_clip(data, factor, names=unique))
+            decoded = torch.from_numpy(decode_clip(data, factor, names=unique,
+                                                   buffers=self._buffers))
         except DecodeError as e:
             frame = unique[e.position] if e.position is not None else None
             raise FrameReadError(sample.store, sample.key, frame, e.reason) from None
@@ -290,7 +337,11 @@ class ClipDataset(Dataset):
         out = []
         for clip, plan in zip(clips, plans):
             frames = decoded if position is None else decoded[[position[f] for f in clip]]
-            out.append(self.transform.apply(frames, plan, full_hw=hw))
+            result = self.transform.apply(frames, plan, full_hw=hw)
+            # The decode buffer is reused for the next clip: nothing returned may share it.
+            if result.untyped_storage().data_ptr() == decoded.untyped_storage().data_ptr():
+                result = result.clone()
+            out.append(result)
         return out
 
     def _with_fallback(self, index, get):
