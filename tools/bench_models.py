@@ -1,10 +1,11 @@
 """Benchmark forward + backward of each model family on the same clips.
 
-Every model runs on the same random clips in the same run; the baseline is ResNet-18, so
-the ratios say what a family costs relative to it. On CPU each model is also timed in
-channels_last_3d memory format; on CUDA the fp32 contiguous step is compared with
-channels_last_3d + autocast (bf16 where supported, else fp16), the mixed-precision path
-r3d trains with on a GPU. Prints a table and ratios; the last line is one JSON object.
+Every model runs on the same random clips in the same run, in rounds that time each model
+once, so load from other jobs hits all alike; the baseline is ResNet-18, so the ratios say
+what a family costs relative to it. On CPU each model is also timed in channels_last_3d
+memory format; on CUDA the fp32 contiguous step is compared with channels_last_3d +
+autocast (bf16 where supported, else fp16), the usual mixed-precision path on a GPU.
+Prints a table and ratios; the last line is one JSON object.
 
     python tools/bench_models.py                      # CPU: batch 2, 16x112x112 clips
     python tools/bench_models.py --models resnet-18 densenet-121 --repeats 5
@@ -32,28 +33,36 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def step_seconds(model, clips, labels, repeats: int, warmup: int, variants):
-    """Median seconds of forward, loss and backward in train mode for each (channels_last,
-    amp_dtype) variant. The variants take turns step by step, so a machine shared with
-    other jobs slows them alike; converting the weights between turns is not timed."""
+def step_seconds(model, clips, labels, channels_last: bool, amp_dtype) -> float:
+    """Seconds of one forward, loss and backward in train mode; converting the weights to
+    the memory format beforehand is not timed."""
     device = clips.device
-    model = model.to(device).train()
-    times = [[] for _ in variants]
+    fmt = torch.channels_last_3d if channels_last else torch.contiguous_format
+    model.to(memory_format=fmt)
+    x = clips.contiguous(memory_format=fmt)
+    model.zero_grad(set_to_none=True)
+    sync(device)
+    start = time.perf_counter()
+    with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+        loss = F.cross_entropy(model(x), labels)
+    loss.backward()
+    sync(device)
+    return time.perf_counter() - start
+
+
+def median_seconds(models, clips, labels, repeats: int, warmup: int, variants):
+    """Median step seconds per model and variant. Each round runs every model in every
+    variant once, so a machine shared with other jobs slows all of them alike."""
+    times = [[[] for _ in variants] for _ in models]
     for i in range(warmup + repeats):
-        for j, (channels_last, amp_dtype) in enumerate(variants):
-            fmt = torch.channels_last_3d if channels_last else torch.contiguous_format
-            model.to(memory_format=fmt)
-            x = clips.contiguous(memory_format=fmt)
-            sync(device)
-            start = time.perf_counter()
-            model.zero_grad(set_to_none=True)
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                loss = F.cross_entropy(model(x), labels)
-            loss.backward()
-            sync(device)
-            if i >= warmup:
-                times[j].append(time.perf_counter() - start)
-    return [statistics.median(t) for t in times]
+        for m, model in enumerate(models):
+            for v, (channels_last, amp_dtype) in enumerate(variants):
+                t = step_seconds(model, clips, labels, channels_last, amp_dtype)
+                if i >= warmup:
+                    times[m][v].append(t)
+        print(f"  round {i + 1}/{warmup + repeats}" + (" (warm-up)" if i < warmup else ""),
+              flush=True)
+    return [[statistics.median(t) for t in per_model] for per_model in times]
 
 
 def main(argv=None) -> int:
@@ -68,8 +77,9 @@ def main(argv=None) -> int:
     p.add_argument("--frames", type=int, default=16)
     p.add_argument("--size", type=int, default=112, help="height and width of a clip")
     p.add_argument("--classes", type=int, default=400)
-    p.add_argument("--repeats", type=int, default=5, help="timed steps per model (median)")
-    p.add_argument("--warmup", type=int, default=1, help="untimed steps first")
+    p.add_argument("--repeats", type=int, default=5,
+                   help="timed rounds (each times every model once per variant); median")
+    p.add_argument("--warmup", type=int, default=1, help="untimed rounds first")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     args = p.parse_args(argv)
 
@@ -96,21 +106,21 @@ def main(argv=None) -> int:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else (
         f"CPU, {torch.get_num_threads()} threads")
     print(f"device: {name}; torch {torch.__version__}; batch {batch} x 3 x {args.frames} x "
-          f"{args.size} x {args.size}; median of {args.repeats} steps after {args.warmup} warm-up")
+          f"{args.size} x {args.size}; median of {args.repeats} rounds after {args.warmup} "
+          f"warm-up")
 
-    results = []
-    for arch, (model_name, depth) in zip(archs, specs):
+    models = []
+    for model_name, depth in specs:
         torch.manual_seed(0)
-        model = generate_model(model_name, depth, n_classes=args.classes)
-        params = sum(q.numel() for q in model.parameters())
-        base, fast = step_seconds(model, clips, labels, args.repeats, args.warmup,
-                                  [(False, None), (True, amp_dtype)])
-        results.append({"model": arch, "params": params, "fwd_bwd_ms": round(base * 1e3, 1),
-                        "clips_per_s": round(batch / base, 2),
+        models.append(generate_model(model_name, depth, n_classes=args.classes).to(device).train())
+    seconds = median_seconds(models, clips, labels, args.repeats, args.warmup,
+                             [(False, None), (True, amp_dtype)])
+    results = []
+    for arch, model, (base, fast) in zip(archs, models, seconds):
+        results.append({"model": arch, "params": sum(q.numel() for q in model.parameters()),
+                        "fwd_bwd_ms": round(base * 1e3, 1), "clips_per_s": round(batch / base, 2),
                         "variant_ms": round(fast * 1e3, 1),
                         "variant_speedup": round(base / fast, 2)})
-        del model
-        print(f"  {arch}: {base * 1e3:.0f} ms fp32, {fast * 1e3:.0f} ms {variant}", flush=True)
 
     base_ms = results[0]["fwd_bwd_ms"]
     for r in results:

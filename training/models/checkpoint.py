@@ -25,7 +25,6 @@ from .registry import FAMILIES, arch_name, generate_model
 log = logging.getLogger(__name__)
 
 WRAPPER_PREFIXES = ("module.", "_orig_mod.")
-CHECKPOINT_KEYS = ("epoch", "arch", "state_dict", "optimizer", "scheduler")
 # Defaults left out of inferred specs, so that they read like generate_model calls.
 _DEFAULTS = {"n_input_channels": 3, "conv1_t_size": 7, "shortcut_type": "B", "widen_factor": 1.0,
              "k": 2, "cardinality": 32, "growth_rate": 32, "num_init_features": 64, "bn_size": 4}
@@ -132,10 +131,13 @@ def clean_state_dict(state_dict: Mapping[str, torch.Tensor]) -> "OrderedDict[str
 def _unwrap(model: nn.Module) -> nn.Module:
     """The bare model inside DataParallel / DistributedDataParallel / torch.compile."""
     while True:
-        inner = getattr(model, "module", None) or getattr(model, "_orig_mod", None)
-        if not isinstance(inner, nn.Module):
+        for attr in ("module", "_orig_mod"):
+            inner = getattr(model, attr, None)
+            if isinstance(inner, nn.Module):
+                model = inner
+                break
+        else:
             return model
-        model = inner
 
 
 # ---------------------------------------------------------------- architecture inference
@@ -286,7 +288,8 @@ def _mismatch_message(model: nn.Module, ckpt: Checkpoint) -> Optional[str]:
         return None
 
     def listing(what, items):
-        more = f", ... ({len(items) - _MAX_KEYS_SHOWN} more)" if len(items) > _MAX_KEYS_SHOWN else ""
+        hidden = len(items) - _MAX_KEYS_SHOWN
+        more = f", ... ({hidden} more)" if hidden > 0 else ""
         return f"{len(items)} {what}: {', '.join(items[:_MAX_KEYS_SHOWN])}{more}"
 
     try:
@@ -347,10 +350,13 @@ def fine_tuning_units(model: nn.Module) -> List[str]:
 
 
 def _units(model: nn.Module):
+    def has_parameters(module):
+        return any(True for _ in module.parameters())
+
     for name, child in model.named_children():
         if name == "features" and isinstance(child, nn.Sequential):
-            yield from ((n, c) for n, c in child.named_children() if any(True for _ in c.parameters()))
-        elif any(True for _ in child.parameters()):
+            yield from ((n, c) for n, c in child.named_children() if has_parameters(c))
+        elif has_parameters(child):
             yield name, child
 
 

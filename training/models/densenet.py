@@ -116,7 +116,8 @@ class DenseNet(nn.Module):
         if len(dims) == 3 and all(self._fits(d, s) for d, s in zip(dims, self._strides)):
             return
         if len(dims) != 3:
-            raise ValueError(f"densenet expects N x C x T x H x W input, got shape {tuple(x.shape)}")
+            raise ValueError(f"densenet expects N x C x T x H x W input, got shape "
+                             f"{tuple(x.shape)}")
         need = [next(n for n in range(1, 1 << 12) if self._fits(n, s)) for s in self._strides]
         raise ValueError(f"densenet input of {dims[0]}x{dims[1]}x{dims[2]} (frames x height x "
                          f"width) is too small for its {self._n_transitions} transition poolings; "
