@@ -2,6 +2,7 @@
 every layout; bad data raises naming the video and frame, or is skipped with a warning."""
 import copy
 import logging
+import pickle
 import random
 
 import h5py
@@ -13,12 +14,24 @@ from torch.utils.data import DataLoader
 from storeformat import frame_name
 from training.datasets import (InferenceWindows, TrainingClips, ValidationClips,
                                collate_multi_clips)
+from training.region import region_decoder
 from training.sampling import SlidingWindow, TemporalCenterCrop, TemporalEvenCrop
 from training.stores import FrameReadError, Hdf5Store, open_store
 from training.transforms import Compose, Normalize, train_transform
-from training_data import VIDEOS, build_stores, copy_tree, frame_levels, reference_doc
+from training_data import (VIDEOS, build_pattern_stores, build_stores, copy_tree, frame_levels,
+                           reference_doc)
 
 RAW = Compose([Normalize()])  # no resampling: grey levels identify the frames
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Clip-sized tensor ops run single-threaded, as in a DataLoader worker: on a busy 2-core
+    machine, waiting for a second thread costs more than the work."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -59,6 +72,53 @@ def test_training_defaults_give_the_papers_input(stores):
     random.seed(0)
     again, _ = ds[2]
     assert torch.equal(clip, again)
+
+
+@pytest.fixture(scope="module")
+def pattern(tmp_path_factory):
+    return build_pattern_stores(tmp_path_factory)
+
+
+def test_region_decoding_changes_no_pixel(pattern):
+    """Decoding only each frame's crop gives exactly the clips whole-frame decoding gives."""
+    if region_decoder() is None:
+        pytest.skip("region decoder unavailable")
+    doc = reference_doc(["pattern/v_pattern_0"])
+    for kind in ("jpg", "hdf5"):
+        region = TrainingClips(doc, pattern[kind], sampler=TemporalCenterCrop(8))
+        whole = TrainingClips(doc, pattern[kind], sampler=TemporalCenterCrop(8),
+                              region_decode=False)
+        assert region._region_lib is not None and whole._region_lib is None
+        for seed in range(30):
+            random.seed(seed)
+            a, _ = region[0]
+            random.seed(seed)
+            b, _ = whole[0]
+            assert torch.equal(a, b), seed
+        clone = pickle.loads(pickle.dumps(region))  # as a spawned DataLoader worker gets it
+        assert clone._region_lib is not None
+        random.seed(3)
+        c, _ = clone[0]
+        random.seed(3)
+        assert torch.equal(c, whole[0][0])
+
+
+def test_reduced_decoding_stays_within_its_tolerance(pattern):
+    """Training clips decoded at half size when the crop is scaled down >= 2x differ from
+    full-size decoding by the documented tolerance, never more; evaluation decodes in full."""
+    doc = reference_doc(["pattern/v_pattern_0"])
+    fast = TrainingClips(doc, pattern["hdf5"], sampler=TemporalCenterCrop(8),
+                         transform=train_transform(112, scales=(1.0,)))
+    exact = TrainingClips(doc, pattern["hdf5"], sampler=TemporalCenterCrop(8),
+                          transform=train_transform(112, scales=(1.0,)), reduced_decode=False)
+    random.seed(0)
+    a, _ = fast[0]
+    random.seed(0)
+    b, _ = exact[0]
+    grey = (a - b).abs() * 0.27 * 255
+    assert 0 < grey.mean() < 3
+    assert not ValidationClips(reference_doc(["pattern/v_pattern_0"], ["validation"]),
+                               pattern["hdf5"]).reduced_decode
 
 
 def test_random_training_clips_cover_the_whole_video(stores):

@@ -14,8 +14,10 @@ from PIL import Image
 
 from storeformat import INDEX_NAME, frame_name
 from storeformat.hdf5 import mark_layout
-from training.decode import (DecodeError, decode_clip, decode_frame, jpeg_size,
+from training import region as region_module
+from training.decode import (ClipBuffers, DecodeError, decode_clip, decode_frame, jpeg_size,
                              reduction_factor, scaled_size)
+from training.region import decode_region_clip, region_decoder, unavailable_reason
 from training.stores import (FrameReadError, Hdf5Store, JpegDirStore, ReferenceHdf5Store,
                              VideoNotFound, open_store)
 from training_data import VIDEOS, build_stores, copy_tree, encode_grey_video, frame_levels
@@ -93,6 +95,57 @@ def test_decode_clip_errors_name_the_frame(photo_jpeg):
         decode_clip([b"not a jpeg"], names=[1])
     with pytest.raises(DecodeError):
         jpeg_size(b"")
+
+
+@pytest.fixture(scope="module")
+def region_lib():
+    lib = region_decoder()
+    if lib is None:
+        pytest.skip(f"region decoder unavailable: {unavailable_reason()}")
+    return lib
+
+
+def test_region_decode_equals_a_cropped_full_decode(photo_jpeg, region_lib):
+    rng = np.random.default_rng(1)
+    frames = [photo_jpeg, simplejpeg.encode_jpeg(
+        rng.integers(0, 255, (240, 320, 3), dtype=np.uint8), quality=75)]
+    buffers = ClipBuffers()
+    for factor in (1, 2, 4):
+        full = decode_clip(frames, factor)
+        h, w = full.shape[1:3]
+        boxes = [(0, 0, h, w), (0, 0, h // 2, w // 3), (h // 3, w // 5, h // 2, w // 2),
+                 (h - h // 4, w - w // 4, h // 4, w // 4)]
+        for _ in range(20):
+            bh, bw = int(rng.integers(1, h + 1)), int(rng.integers(1, w + 1))
+            boxes.append((int(rng.integers(0, h - bh + 1)), int(rng.integers(0, w - bw + 1)),
+                          bh, bw))
+        for top, left, bh, bw in boxes:
+            part = decode_region_clip(region_lib, frames, factor, (top, left, bh, bw),
+                                      buffers=buffers)
+            assert np.array_equal(part, full[:, top:top + bh, left:left + bw]), (factor, top,
+                                                                                 left, bh, bw)
+
+
+def test_region_decode_errors_name_the_frame(photo_jpeg, region_lib):
+    small = simplejpeg.encode_jpeg(np.zeros((48, 64, 3), np.uint8))
+    with pytest.raises(DecodeError, match="frame 8: frame is 64x48 where the clip's first "
+                                          "frame is 320x240") as e:
+        decode_region_clip(region_lib, [photo_jpeg, small], 1, (0, 0, 40, 40), names=[7, 8])
+    assert e.value.position == 1
+    with pytest.raises(DecodeError, match="frame 3: corrupt or truncated"):
+        decode_region_clip(region_lib, [photo_jpeg, photo_jpeg[:len(photo_jpeg) // 2]], 1,
+                           (100, 0, 140, 320), names=[2, 3])
+    with pytest.raises(DecodeError, match="frame 1: not a readable JPEG"):
+        decode_region_clip(region_lib, [b"not a jpeg"], 1, (0, 0, 4, 4), names=[1])
+
+
+def test_region_decoder_unavailable_is_reported(tmp_path, monkeypatch):
+    monkeypatch.setattr(region_module, "_state", {"done": False, "lib": None, "why": None})
+    monkeypatch.setenv("R3D_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("CC", str(tmp_path / "no-such-compiler"))
+    assert region_decoder() is None
+    assert "no-such-compiler" in unavailable_reason()
+    assert not any(tmp_path.glob("*.so"))
 
 
 # --- the three layouts --------------------------------------------------------------------

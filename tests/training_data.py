@@ -83,6 +83,23 @@ def build_stores(tmp_path_factory) -> dict:
     return _built["stores"]
 
 
+def build_pattern_stores(tmp_path_factory) -> dict:
+    """{'jpg', 'hdf5'}: one 320x240 video of ffmpeg's moving test pattern (real detail, unlike
+    the grey videos), 20 frames, converted by r3d-preprocess; id 'pattern/v_pattern_0'."""
+    if "pattern" not in _built:
+        from conftest import encode_video
+        base = tmp_path_factory.mktemp("training-pattern")
+        encode_video(base / "src" / "pattern" / "v_pattern_0.mp4", frames=20)
+        out = {}
+        for fmt in ("jpg", "hdf5"):
+            summary = convert_dataset(base / "src", base / fmt, fmt=fmt, height=240,
+                                      progress=False)
+            assert summary.ok, summary.failed
+            out[fmt] = base / fmt
+        _built["pattern"] = out
+    return _built["pattern"]
+
+
 def copy_tree(src, dst):
     """A private copy of a store that a test may damage."""
     shutil.copytree(src, dst)

@@ -30,7 +30,8 @@ from torch.utils.data import Dataset, default_collate
 from storeformat import video_key
 
 from .annotation_file import read_annotation_file, root_frame_base
-from .decode import ClipBuffers, DecodeError, decode_clip, jpeg_size
+from .decode import ClipBuffers, DecodeError, decode_clip, jpeg_size, scaled_size
+from .region import decode_region_clip, region_decoder
 from .sampling import SlidingWindow, TemporalEvenCrop, TemporalRandomCrop
 from .stores import FrameReadError, FrameStore, VideoNotFound, open_store
 from .transforms import eval_transform, train_transform
@@ -41,6 +42,8 @@ ON_BAD = ("raise", "skip")
 #: Group path prefix of a video inside an r3d HDF5 shard (storeformat.video_key).
 SHARD_GROUP_PREFIX = video_key("")
 SEGMENT_MODES = ("each", "video")
+#: A crop covering more of the frame than this is decoded whole (a region decode gains little).
+REGION_MAX_SHARE = 0.9
 #: How many following items a dataset tries, under on_bad="skip", before giving up.
 MAX_SUBSTITUTES = 20
 MAX_LISTED_PROBLEMS = 10
@@ -245,12 +248,14 @@ class ClipDataset(Dataset):
     `target`: 'label' (class index, -1 if unlabelled), 'multilabel' (multi-hot float vector) or
     None to follow the file's ``multi_label`` flag. `reduced_decode`: decode at 1/2, 1/4 or 1/8
     size when the clip is scaled down that much anyway (see training.decode); on by default
-    for training only, so that evaluation sees exactly the reference's pixels. `keep_memory`:
-    call `keep_freed_memory` in every process that loads clips (the first time it does)."""
+    for training only, so that evaluation sees exactly the reference's pixels. `region_decode`:
+    decode only the part of each frame the crop keeps, when training.region's decoder is
+    available (identical pixels; faster). `keep_memory`: call `keep_freed_memory` in every
+    process that loads clips (the first time it does)."""
 
     def __init__(self, annotation, stores, subset, transform, sampler, *, target=None,
                  segments="each", on_bad="raise", reduced_decode=True, max_decode_factor=8,
-                 keep_memory=True):
+                 region_decode=True, keep_memory=True):
         if on_bad not in ON_BAD:
             raise ValueError(f"on_bad must be one of {ON_BAD}, got {on_bad!r}")
         doc = annotation if isinstance(annotation, dict) else read_annotation_file(annotation)
@@ -269,12 +274,24 @@ class ClipDataset(Dataset):
         self.max_decode_factor = max_decode_factor
         self.keep_memory = keep_memory
         self._setup_pid = None
+        # Built (or found) here, before DataLoader workers fork, so they inherit it loaded.
+        self._region_lib = region_decoder() if region_decode else None
         self.samples, problems = build_samples(doc, StoreSet(stores, doc), subset, segments)
         self._report(problems)
         if not self.samples:
             raise ValueError(f"{self.source}: no usable videos in subset {subset!r}")
         self._bad = set()
-        self._buffers = ClipBuffers()
+        self._buffers = ClipBuffers(max_shapes=8)
+
+    def __getstate__(self):
+        # A loaded C library does not pickle (spawned DataLoader workers): load it again there.
+        state = self.__dict__.copy()
+        state["_region_lib"] = state["_region_lib"] is not None
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._region_lib = region_decoder() if state["_region_lib"] else None
 
     def _check_targets(self):
         """Single-label targets need single-label samples."""
@@ -326,23 +343,46 @@ class ClipDataset(Dataset):
         if self.reduced_decode:
             factor = min(self.transform.decode_factor(hw, p, self.max_decode_factor)
                          for p in plans)
+        decoded_hw = scaled_size(*hw, factor)
+        boxes, region = self._region(hw, decoded_hw, plans)
         try:
-            decoded = torch.from_numpy(decode_clip(data, factor, names=unique,
-                                                   buffers=self._buffers))
+            if region is not None:
+                array = decode_region_clip(self._region_lib, data, factor, region, unique,
+                                           self._buffers)
+            else:
+                array = decode_clip(data, factor, names=unique, buffers=self._buffers)
         except DecodeError as e:
             frame = unique[e.position] if e.position is not None else None
             raise FrameReadError(sample.store, sample.key, frame, e.reason) from None
+        decoded = torch.from_numpy(array)
         position = None if len(unique) == len(flat) and len(clips) == 1 else {
             f: i for i, f in enumerate(unique)}
         out = []
-        for clip, plan in zip(clips, plans):
+        for clip, plan, box in zip(clips, plans, boxes):
             frames = decoded if position is None else decoded[[position[f] for f in clip]]
-            result = self.transform.apply(frames, plan, full_hw=hw)
+            result = self.transform.apply(frames, plan, full_hw=hw, box=box)
             # The decode buffer is reused for the next clip: nothing returned may share it.
             if result.untyped_storage().data_ptr() == decoded.untyped_storage().data_ptr():
                 result = result.clone()
             out.append(result)
         return out
+
+    def _region(self, hw, decoded_hw, plans):
+        """The crop boxes of the plans within the decoded clip, and the part of the frames to
+        decode: the boxes' bounding box when a region decode saves enough, else None (all)."""
+        first_box = getattr(self.transform, "first_box", None)
+        boxes = [first_box(hw, p, decoded_hw) for p in plans] if first_box else [None] * len(plans)
+        if self._region_lib is None or any(b is None for b in boxes):
+            return boxes, None
+        top = min(b[0] for b in boxes)
+        left = min(b[1] for b in boxes)
+        bottom = max(b[0] + b[2] for b in boxes)
+        right = max(b[1] + b[3] for b in boxes)
+        area = (bottom - top) * (right - left)
+        if area > REGION_MAX_SHARE * decoded_hw[0] * decoded_hw[1]:
+            return boxes, None
+        return ([(b[0] - top, b[1] - left, b[2], b[3]) for b in boxes],
+                (top, left, bottom - top, right - left))
 
     def _with_fallback(self, index, get):
         """get(index), or under on_bad='skip' the next readable item after logging why."""

@@ -390,15 +390,27 @@ class Compose(Transform):
         box = first.box(hw, plan[0])
         return reduction_factor(box[2:], first.output_size(hw, plan[0]), max_factor)
 
-    def apply(self, clip, plan, full_hw=None):
-        """Run `plan` on `clip`. If the clip was decoded at reduced size, `full_hw` is the
-        frames' full size, to which the plan refers; the first crop box is scaled to match."""
+    def first_box(self, hw, plan, decoded_hw=None):
+        """The part of the frame (top, left, height, width) this plan reads: the first
+        transform's crop box for frames of size `hw`, mapped onto frames decoded at size
+        `decoded_hw`; None when the first transform does not crop."""
+        first = self.transforms[0]
+        if not isinstance(first, ResizedCrop):
+            return None
+        box = first.box(hw, plan[0])
+        return box if decoded_hw is None else _scale_box(box, hw, decoded_hw)
+
+    def apply(self, clip, plan, full_hw=None, box=None):
+        """Run `plan` on `clip`. When the clip was decoded at a reduced size or only in part,
+        `full_hw` is the frames' full size, to which the plan refers, and `box` where the first
+        transform's crop lies in `clip` (by default: the crop box scaled to the clip's size)."""
         clip = as_clip(clip)
         start = 0
         hw = tuple(clip.shape[1:3])
-        if full_hw is not None and tuple(full_hw) != hw:
+        if full_hw is not None and (box is not None or tuple(full_hw) != hw):
             first = self.transforms[0]
-            box = _scale_box(first.box(full_hw, plan[0]), full_hw, hw)
+            if box is None:
+                box = self.first_box(full_hw, plan, hw)
             clip = first.apply(clip, {**(plan[0] or {}), "out": first.output_size(full_hw,
                                                                                    plan[0])}, box)
             start = 1
