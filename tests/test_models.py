@@ -40,14 +40,22 @@ def clip():
     return torch.randn(*CLIP, generator=torch.Generator().manual_seed(1))
 
 
+# The 2 x 3 x 16 x 112 x 112 clip for the small networks; the 100M-parameter ones
+# take one 16 x 64 x 64 clip (same code path: every stage runs, final maps 1 x 2 x 2),
+# which keeps this file within its time budget on two cores.
+BIG = {"resnet-101", "resnet-152", "resnet-200", "preresnet-200", "wideresnet-50-k2",
+       "resnext-101-cardinality32", "densenet-201"}
+
+
 @pytest.mark.parametrize("name,depth,options,expected", PARAM_COUNTS, ids=IDS)
-def test_parameter_count_and_output_shape(name, depth, options, expected, clip):
+def test_parameter_count_and_output_shape(name, depth, options, expected, clip, request):
     torch.manual_seed(0)
     m = generate_model(name, depth, **options).eval()
     assert n_params(m) == expected
+    x = clip[:1, :, :, :64, :64] if request.node.callspec.id in BIG else clip
     with torch.no_grad():
-        out = m(clip)
-    assert out.shape == (2, options.get("n_classes", 400))
+        out = m(x)
+    assert out.shape == (x.shape[0], options.get("n_classes", 400))
     assert torch.isfinite(out).all()
 
 
@@ -238,10 +246,11 @@ def test_saved_state_dict_reloads_strictly(name, depth, options, tmp_path):
     torch.save(source.state_dict(), path)
     torch.manual_seed(2)
     target = generate_model(name, depth, n_classes=6, **options).eval()
+    head = "classifier.weight" if name == "densenet" else "fc.weight"
+    assert not torch.equal(source.state_dict()[head], target.state_dict()[head])
+    load_weights(target, path)
     x = torch.randn(1, 3, 16, 32, 32)
     with torch.no_grad():
-        assert not torch.allclose(source(x), target(x))
-        load_weights(target, path)
         assert torch.equal(source(x), target(x))
     result = target.load_state_dict(torch.load(path, weights_only=True), strict=True)
     assert not result.missing_keys and not result.unexpected_keys
