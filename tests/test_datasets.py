@@ -295,14 +295,16 @@ def test_missing_videos_raise_or_are_skipped(stores, caplog):
     doc = reference_doc()
     doc["database"]["v_gone"] = {"subset": "training", "annotations": {"label": "walk"}}
     doc["database"]["v_walk_1"]["annotations"]["segment"] = [1, 40]
+    doc["database"]["v_jump_1"]["annotations"] = {"segments": [{"label": "jump"}]}
     with pytest.raises(ValueError) as e:
         TrainingClips(doc, stores["jpg"])
     message = str(e.value)
-    assert "2 video(s)" in message and "v_gone" in message and "'walk/v_gone'" in message
+    assert "3 video(s)" in message and "v_gone" in message and "'walk/v_gone'" in message
     assert "v_walk_1: segment [1, 40] lies outside the 20 frames" in message
+    assert "v_jump_1: a segment with neither 'segment' (frames) nor 'segment_sec'" in message
     with caplog.at_level(logging.WARNING):
         ds = TrainingClips(doc, stores["jpg"], on_bad="skip")
-    assert len(ds) == 3 and "leaving them out" in caplog.text
+    assert len(ds) == 2 and "leaving them out" in caplog.text
     with pytest.raises(ValueError, match="no usable videos"):
         TrainingClips(doc, stores["jpg"], subset="testing")
     bad_label = copy.deepcopy(reference_doc())

@@ -166,7 +166,7 @@ def build_samples(doc, stores: StoreSet, subset, segments="each"):
         try:
             samples.extend(_entry_samples(vid, entry, doc, stores, class_index, segments))
         except (ValueError, LookupError, FrameReadError) as e:
-            problems.append((vid, str(e).strip("'\"")))
+            problems.append((vid, str(e)))
     return samples, problems
 
 
@@ -217,6 +217,8 @@ def _entry_samples(vid, entry, doc, stores, class_index, mode):
                                  f"{store}: '{key}' (frames {first - shift}.."
                                  f"{first + n - 1 - shift} in the file's numbering)")
             return range(a, b)
+        if seconds is None:
+            raise ValueError("a segment with neither 'segment' (frames) nor 'segment_sec'")
         fps = entry.get("fps") or store.fps(key)
         if not fps:
             raise ValueError("segment given in seconds, but neither the entry nor the store "
