@@ -19,7 +19,7 @@ import ffmpeg
 import numpy as np
 import simplejpeg
 
-from .ffmpeg_bin import ffmpeg_exe
+from .ffmpeg_bin import ffmpeg_exe, passthrough_option
 
 log = logging.getLogger(__name__)
 
@@ -84,9 +84,12 @@ def ffmpeg_stream(source_path, settings: FrameSettings):
         video = video.filter("fps", fps=settings.fps)
     w, h = _scale_args(settings)
     video = video.filter("scale", w, h).filter("format", "yuvj420p")
-    return ffmpeg.output(video, "pipe:", format="yuv4mpegpipe", strict="-1", threads=settings.threads,
-                         an=None, sn=None, dn=None).global_args("-nostdin", "-hide_banner",
-                                                              "-loglevel", "error")
+    # Without passthrough, the YUV4MPEG2 muxer would duplicate frames to reach a constant rate
+    # (a 10-frame H.264 AVI came out as 12 frames).
+    out = ffmpeg.output(video, "pipe:", format="yuv4mpegpipe", strict="-1",
+                        threads=settings.threads, an=None, sn=None, dn=None,
+                        **passthrough_option())
+    return out.global_args("-nostdin", "-hide_banner", "-loglevel", "error")
 
 
 class FrameReader:

@@ -1,6 +1,7 @@
 """Locating the ffmpeg executable: the one on PATH, else the binary shipped by imageio-ffmpeg."""
 import functools
 import shutil
+import subprocess
 
 
 @functools.lru_cache(maxsize=None)
@@ -20,3 +21,14 @@ def ffmpeg_exe() -> str:
             pass
     raise RuntimeError("ffmpeg not found: install it (e.g. 'apt-get install ffmpeg') or "
                        "'pip install imageio-ffmpeg', which ships a binary")
+
+
+@functools.lru_cache(maxsize=None)
+def passthrough_option() -> dict:
+    """The output option (as ffmpeg-python keyword) that keeps every decoded frame as one output frame, with no duplicates or
+    drops to reach a constant rate: '-fps_mode passthrough' (ffmpeg 5.1 and later), else the
+    older '-vsync passthrough'."""
+    probe = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i",
+             "nullsrc=s=16x16:d=0.04", "-fps_mode", "passthrough", "-f", "null", "-"]
+    ok = subprocess.run(probe, stdin=subprocess.DEVNULL, capture_output=True).returncode == 0
+    return {"fps_mode": "passthrough"} if ok else {"vsync": "passthrough"}
