@@ -259,8 +259,10 @@ def private_rss_mb(pid):
     return float("nan")
 
 
-def worker_memory(dataset, workers, total, every=500, batch_size=16):
-    """Private RSS (MB) of each DataLoader worker after every `every` clips, `total` in all."""
+def worker_memory(dataset, workers, total, every=100, window=2000, batch_size=16):
+    """Private RSS (MB) of the DataLoader workers over `total` clips: sampled every `every`
+    clips, summarised per `window` clips as the median over samples of the largest worker.
+    (A single sample catches a worker holding a batch or not: tens of MB apart.)"""
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers,
                         sampler=RandomSampler(dataset, replacement=True, num_samples=total))
     it = iter(loader)
@@ -269,18 +271,14 @@ def worker_memory(dataset, workers, total, every=500, batch_size=16):
     for clips, _ in it:
         seen += len(clips)
         if seen >= mark:
-            samples.append((seen, [round(private_rss_mb(p), 1) for p in pids]))
+            samples.append((seen, max(private_rss_mb(p) for p in pids)))
             mark += every
-    return samples
-
-
-def memory_trend(samples, skip=2):
-    """Growth (MB per 1,000 clips, least squares) of the largest worker, after `skip` samples."""
-    xs = np.array([n for n, _ in samples[skip:]], dtype=float)
-    ys = np.array([max(r) for _, r in samples[skip:]], dtype=float)
-    if len(xs) < 2:
-        return 0.0
-    return float(np.polyfit(xs / 1000, ys, 1)[0])
+    out = []
+    for end in range(window, total + 1, window):
+        values = [mb for n, mb in samples if end - window < n <= end]
+        if values:
+            out.append((end, round(statistics.median(values), 1)))
+    return out
 
 
 def main(argv=None):
@@ -381,17 +379,15 @@ def main(argv=None):
             result.update({f"{k}_workers_clips_s": round(v, 1) for k, v in loaded.items()})
 
         if args.memory_clips and args.workers:
-            print(f"\nworker memory (private RSS, MB) over {args.memory_clips} clips:")
+            print(f"\nworker memory over {args.memory_clips} clips (private RSS of the largest "
+                  f"worker, MB, median per 2,000 clips):")
             for name in ("hdf5", "jpg"):
-                samples = worker_memory(paths[name], args.workers, args.memory_clips)
-                for seen, rss in samples[::2] + ([samples[-1]] if len(samples) % 2 == 0 else []):
-                    print(f"  {name:<5} after {seen:>6} clips: {rss}")
-                slope = memory_trend(samples)
-                first, last = max(samples[min(2, len(samples) - 1)][1]), max(samples[-1][1])
-                print(f"  {name}: {first:.1f} MB after {samples[min(2, len(samples) - 1)][0]} "
-                      f"clips, {last:.1f} MB at the end; trend {slope:+.2f} MB per 1,000 clips")
-                result[f"{name}_worker_rss_mb"] = [first, last]
-                result[f"{name}_worker_rss_mb_per_1000_clips"] = round(slope, 2)
+                windows = worker_memory(paths[name], args.workers, args.memory_clips)
+                growth = windows[-1][1] - windows[len(windows) // 2 - 1][1]
+                print(f"  {name:<5} " + ", ".join(f"{mb:.1f}" for _, mb in windows)
+                      + f"   (second half: {growth:+.1f} MB)")
+                result[f"{name}_worker_rss_mb"] = [mb for _, mb in windows]
+                result[f"{name}_worker_rss_growth_second_half_mb"] = round(growth, 1)
         print(json.dumps(result))
     finally:
         if tmp is not None:

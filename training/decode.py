@@ -8,7 +8,6 @@ pixels then differ slightly from "full decode + antialiased resize"; docs/data.m
 measured difference. At the same decode size the output is identical to Pillow's.
 """
 import threading
-from collections import OrderedDict
 
 import numpy as np
 import simplejpeg
@@ -68,35 +67,29 @@ def decode_frame(data, factor: int = 1, out=None) -> np.ndarray:
 
 
 class ClipBuffers:
-    """Reusable decode buffers, a few shapes per thread.
+    """A reusable decode buffer, one per thread, as large as the largest clip asked for.
 
     A fresh multi-megabyte array costs a page fault per 4 kB page on first touch, which for a
     16-frame 320x240 clip is as much as half the decode time; a loader that is done with a clip
-    before decoding the next can decode into the same memory instead. The buffer returned is
-    overwritten by the next `get` of the same shape in the same thread."""
+    before decoding the next can decode into the same memory instead. One block that only
+    grows (rather than one per clip size) also keeps the heap from fragmenting. The array
+    returned is overwritten by the next `get` in the same thread."""
 
-    def __init__(self, max_shapes: int = 4):
-        self.max_shapes = max_shapes
+    def __init__(self):
         self._local = threading.local()
 
     def get(self, shape) -> np.ndarray:
-        cache = getattr(self._local, "arrays", None)
-        if cache is None:
-            cache = self._local.arrays = OrderedDict()
-        shape = tuple(shape)
-        arr = cache.pop(shape, None)
-        if arr is None:
-            arr = np.empty(shape, dtype=np.uint8)
-        cache[shape] = arr
-        while len(cache) > self.max_shapes:
-            cache.popitem(last=False)
-        return arr
+        n = int(np.prod(shape))
+        flat = getattr(self._local, "flat", None)
+        if flat is None or flat.size < n:
+            flat = self._local.flat = np.empty(n, dtype=np.uint8)
+        return flat[:n].reshape(shape)
 
     def __getstate__(self):
-        return {"max_shapes": self.max_shapes}
+        return {}
 
     def __setstate__(self, state):
-        self.__init__(state["max_shapes"])
+        self.__init__()
 
 
 def decode_clip(frames, factor: int = 1, names=None, buffers: ClipBuffers = None) -> np.ndarray:
