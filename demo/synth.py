@@ -1,7 +1,8 @@
 """A synthetic action dataset whose classes differ only in motion.
 
-Every video shows one shape (disc or square) of a random colour on a random two-tone
-background; its class says how the shape moves: left, right, up, down, growing or shrinking.
+Every video shows one bright shape (disc or square) of a random colour on a random dark
+two-tone background (bright on dark: a small 3D CNN learns motion from that in minutes, while
+backgrounds of arbitrary brightness first need far more data to learn to ignore); its class says how the shape moves: left, right, up, down, growing or shrinking.
 Colours, shape, start position, speed and background are drawn independently of the class, so a
 single frame tells nothing: a model must look at time. Videos are encoded as real H.264 MP4.
 """
@@ -19,13 +20,13 @@ CLASSES = ("move_left", "move_right", "move_up", "move_down", "grow", "shrink")
 
 
 def _background(rng, h, w):
-    """Two random colours split along a random line, plus mild static noise."""
-    a, b = rng.integers(0, 256, size=(2, 3))
+    """Two random dark colours split along a random line, plus mild static noise."""
+    a, b = rng.integers(0, 72, size=(2, 3))
     yy, xx = np.mgrid[0:h, 0:w]
     angle = rng.uniform(0, np.pi)
     side = (np.cos(angle) * (xx - w / 2) + np.sin(angle) * (yy - h / 2)) > rng.uniform(-8, 8)
     img = np.where(side[..., None], a, b).astype(np.int16)
-    img += rng.integers(-12, 13, size=(h, w, 1), dtype=np.int16)
+    img += rng.integers(-8, 9, size=(h, w, 1), dtype=np.int16)
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
@@ -34,31 +35,31 @@ def render_video(label: str, rng, n_frames=32, height=96, width=128) -> np.ndarr
     if label not in CLASSES:
         raise ValueError(f"unknown class {label!r}; classes are {', '.join(CLASSES)}")
     bg = _background(rng, height, width)
-    colour = rng.integers(0, 256, size=3)
-    while np.abs(colour.astype(int) - bg.reshape(-1, 3).mean(0)).sum() < 120:
-        colour = rng.integers(0, 256, size=3)
+    colour = rng.integers(110, 256, size=3)
     square = bool(rng.integers(2))
-    speed = rng.uniform(1.0, 2.0)
-    size = rng.uniform(9, 14)
-    cy, cx = rng.uniform(0.3, 0.7) * height, rng.uniform(0.3, 0.7) * width
+    # The shape crosses about 60% of the frame during the video (or its size changes 3-fold),
+    # at a random pace, from a start that mirrors the direction of travel.
+    travel = rng.uniform(0.5, 0.7) / max(n_frames - 1, 1)
+    size = rng.uniform(0.12, 0.16) * height
+    cy = rng.uniform(0.35, 0.65) * height
+    cx = rng.uniform(0.35, 0.65) * width
     yy, xx = np.mgrid[0:height, 0:width]
     frames = np.empty((n_frames, height, width, 3), dtype=np.uint8)
-    t0 = n_frames / 2
     for t in range(n_frames):
-        dt = t - t0
+        u = t * travel - (n_frames - 1) * travel / 2
         y, x, r = cy, cx, size
         if label == "move_left":
-            x = cx - speed * dt
+            x = cx - u * width
         elif label == "move_right":
-            x = cx + speed * dt
+            x = cx + u * width
         elif label == "move_up":
-            y = cy - speed * dt * 0.75
+            y = cy - u * height
         elif label == "move_down":
-            y = cy + speed * dt * 0.75
+            y = cy + u * height
         elif label == "grow":
-            r = size * (1 + 0.025 * speed * dt)
+            r = size * 2.0 ** (3 * u)
         else:
-            r = size * (1 - 0.025 * speed * dt)
+            r = size * 2.0 ** (-3 * u)
         if square:
             mask = (np.abs(yy - y) <= r * 0.85) & (np.abs(xx - x) <= r * 0.85)
         else:

@@ -1,0 +1,227 @@
+"""r3d-train end to end on a tiny synthetic motion dataset: learning, resume, fine-tuning,
+inference, evaluation, torchrun with gloo, and option errors."""
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from annotations.cli import main as annotate
+from demo.synth import render_video, write_video
+from preprocess import convert_dataset
+from training.cli import main as train_main
+from training.evaluation import evaluate
+from training.models import generate_model
+
+CLASSES = ("move_left", "move_right", "grow")
+SMALL_MODEL = ["--model", "resnet", "--model-depth", "10", "--resnet-widen-factor", "0.125",
+               "--conv1-t-size", "3", "--no-max-pool", "--sample-size", "32",
+               "--sample-duration", "8", "--train-crop", "center", "--no-hflip",
+               "--batch-size", "4", "--n-threads", "0", "--no-progress",
+               "--lr-scheduler", "multistep", "--learning-rate", "0.05"]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """3 classes x 4 real MP4 videos -> JPEG store -> annotation with 1 video per class held
+    out."""
+    root = tmp_path_factory.mktemp("motion")
+    rng = np.random.default_rng(0)
+    for label in CLASSES:
+        for i in range(4):
+            write_video(render_video(label, rng, n_frames=20), root / "videos" / label /
+                        f"{label}_{i}.mp4")
+    assert convert_dataset(root / "videos", root / "frames", height=48, progress=False).ok
+    ann = root / "ann.json"
+    assert annotate(["folder", str(root / "videos"), "--out", str(ann), "--index",
+                     str(root / "frames"), "--val-fraction", "0.25", "-q"]) == 0
+    return root, ann
+
+
+def _train(data, result, *extra):
+    root, ann = data
+    argv = ["--video-path", str(root / "frames"), "--annotation-path", str(ann),
+            "--result-path", str(result)] + SMALL_MODEL + [str(x) for x in extra]
+    return train_main(argv)
+
+
+def _rows(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_training_reduces_loss_and_writes_logs(data, tmp_path):
+    out = tmp_path / "run"
+    assert _train(data, out, "--n-epochs", 6, "--checkpoint", 3, "--multistep-milestones", 5) == 0
+    rows = _rows(out / "train.csv")
+    assert [int(r["epoch"]) for r in rows] == list(range(1, 7))
+    assert float(rows[-1]["loss"]) < float(rows[0]["loss"])
+    batches = _rows(out / "train_batch.csv")
+    assert len(batches) == 6 * 3  # 9 training videos, batches of 4
+    assert [int(b["iteration"]) for b in batches] == list(range(1, 19))
+    val = _rows(out / "val.csv")
+    assert len(val) == 6 and val[-1]["video_top1"] != "" and val[0]["video_top1"] == ""
+    assert float(rows[-1]["lr"]) == pytest.approx(0.005)
+    for name in ("last.pth", "best.pth", "save_3.pth", "save_6.pth", "opts.json"):
+        assert (out / name).exists(), name
+    opts = json.loads((out / "opts.json").read_text())
+    assert opts["weight_decay"] == 1e-3 and opts["sample_duration"] == 8
+    ckpt = torch.load(out / "last.pth", weights_only=True)
+    assert ckpt["epoch"] == 6 and ckpt["arch"] == "resnet-10"
+    assert not any(k.startswith("module.") for k in ckpt["state_dict"])
+    assert {"optimizer", "scheduler", "best"} <= set(ckpt)
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    ev = EventAccumulator(str(out / "tensorboard" / "epoch"))
+    ev.Reload()
+    assert {"train/loss", "train/acc", "train/lr", "val/loss", "val/acc"} <= set(ev.Tags()["scalars"])
+    assert [e.step for e in ev.Scalars("train/loss")] == list(range(1, 7))
+    tools = Path(__file__).resolve().parents[1] / "tools" / "plot_curves.py"
+    png = subprocess.run([sys.executable, str(tools), str(out)], capture_output=True, text=True)
+    assert png.returncode == 0, png.stderr
+    assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_killed_run_resumes_to_the_same_weights(data, tmp_path):
+    ref = tmp_path / "ref"
+    assert _train(data, ref, "--n-epochs", 3, "--multistep-milestones", 2) == 0
+    killed = tmp_path / "killed"
+    root, ann = data
+    cmd = [sys.executable, "-m", "training.cli", "--video-path", str(root / "frames"),
+           "--annotation-path", str(ann), "--result-path", str(killed), *SMALL_MODEL,
+           "--n-epochs", "3", "--multistep-milestones", "2"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        log = killed / "train.csv"
+        if log.exists() and len(_rows(log)) >= 2:
+            break
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode != 0, "the run ended before it was killed"
+    assert _train(data, killed, "--n-epochs", 3, "--multistep-milestones", 2) == 0
+    a = torch.load(ref / "last.pth", weights_only=True)
+    b = torch.load(killed / "last.pth", weights_only=True)
+    assert a["epoch"] == b["epoch"] == 3
+    for k in a["state_dict"]:
+        assert torch.equal(a["state_dict"][k], b["state_dict"][k]), k
+    assert a["scheduler"] == b["scheduler"]
+    ref_rows, rows = _rows(ref / "train.csv"), _rows(killed / "train.csv")
+    assert [r["epoch"] for r in rows] == ["1", "2", "3"]
+    assert [r["loss"] for r in rows] == [r["loss"] for r in ref_rows]
+
+
+def test_inference_results_agree_with_r3d_eval(data, tmp_path):
+    out = tmp_path / "inf"
+    assert _train(data, out, "--n-epochs", 1, "--inference", "--output-topk", 2) == 0
+    root, ann = data
+    doc = json.loads(ann.read_text())
+    val_ids = {v for v, e in doc["database"].items() if e["subset"] == "validation"}
+    results = json.loads((out / "validation.json").read_text())["results"]
+    assert set(results) == val_ids
+    hits = 0
+    for vid, res in results.items():
+        assert len(res) == 2 and res[0]["score"] >= res[1]["score"]
+        assert 0 < res[0]["score"] <= 1
+        hits += res[0]["label"] == doc["database"][vid]["annotations"]["label"]
+    assert evaluate(ann, out / "validation.json", ks=(1,))["top1"] == hits / len(val_ids)
+    assert _train(data, out, "--no-train", "--no-val", "--inference", "--inference-no-average",
+                  "--inference-subset", "val") == 0
+    per_window = json.loads((out / "validation.json").read_text())["results"]
+    for vid, windows in per_window.items():
+        # 20 frames, windows of 8 that do not overlap: [1, 9), [9, 17), [17, 25) loop-padded
+        assert [w["segment"] for w in windows] == [[1, 9], [9, 17], [17, 21]]
+        assert all(len(w["result"]) == 5 or len(w["result"]) == 3 for w in windows)
+
+
+def test_fine_tuning_trains_only_the_chosen_modules(data, tmp_path):
+    pre = generate_model("resnet", 10, n_classes=7, widen_factor=0.125, conv1_t_size=3,
+                         no_max_pool=True)
+    path = tmp_path / "pre.pth"
+    torch.save({"epoch": 5, "arch": "resnet-10",
+                "state_dict": {"module." + k: v for k, v in pre.state_dict().items()}}, path)
+    out = tmp_path / "ft"
+    assert _train(data, out, "--pretrain-path", path, "--n-epochs", 2) == 0
+    opts = json.loads((out / "opts.json").read_text())
+    assert opts["ft_begin_module"] == "layer4" and opts["weight_decay"] == 1e-5
+    tuned = torch.load(out / "last.pth", weights_only=True)["state_dict"]
+    before = pre.state_dict()
+    assert tuned["fc.weight"].shape == (len(CLASSES), before["fc.weight"].shape[1])
+    for k, v in before.items():
+        if k.startswith(("conv1.", "bn1.", "layer1.", "layer2.", "layer3.")):
+            assert torch.equal(tuned[k], v), f"{k} changed but is frozen"
+    assert not torch.equal(tuned["layer4.0.conv1.weight"], before["layer4.0.conv1.weight"])
+
+
+def test_torchrun_gloo_two_processes_one_set_of_logs(data, tmp_path):
+    root, ann = data
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node",
+           "2", "-m", "training.cli", "--video-path", str(root / "frames"),
+           "--annotation-path", str(ann), "--result-path", str(out), *SMALL_MODEL,
+           "--n-epochs", "2", "--inference", "--batchnorm-sync"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert [r["epoch"] for r in _rows(out / "train.csv")] == ["1", "2"]
+    assert len(_rows(out / "val.csv")) == 2
+    assert proc.stdout.count("epoch 2/2") == 1
+    results = json.loads((out / "validation.json").read_text())["results"]
+    doc = json.loads(ann.read_text())
+    assert set(results) == {v for v, e in doc["database"].items() if e["subset"] == "validation"}
+    assert not any(k.startswith("module.")
+                   for k in torch.load(out / "last.pth", weights_only=True)["state_dict"])
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--no-train", "--no-val"], "nothing to do"),
+    (["--model-depth", "11"], "valid depths"),
+    (["--n-classes", "5"], "has 3 labels"),
+    (["--sample-size", "0"], "--sample-size must be at least 1"),
+    (["--inference-subset", "nosuch", "--no-train", "--no-val", "--inference"],
+     "no video in subset 'nosuch'"),
+])
+def test_bad_options_get_a_clear_message(data, tmp_path, capsys, extra, message):
+    try:
+        rc = _train(data, tmp_path / "bad", *extra)
+    except SystemExit as e:  # argparse usage errors
+        rc = e.code
+    assert rc == 2
+    assert message in capsys.readouterr().err
+
+
+def test_fine_tuning_defaults_are_the_papers(data, tmp_path):
+    from training.options import parse
+    root, ann = data
+    base = ["--video-path", str(root), "--annotation-path", str(ann), "--result-path",
+            str(tmp_path)]
+    scratch = parse(base)
+    assert (scratch.learning_rate, scratch.weight_decay, scratch.ft_begin_module) == \
+        (0.1, 1e-3, None)
+    tuned = parse(base + ["--pretrain-path", "x.pth", "--model", "densenet"])
+    assert (tuned.learning_rate, tuned.weight_decay, tuned.ft_begin_module) == \
+        (0.001, 1e-5, "denseblock4")
+    assert scratch.lr_scheduler == "plateau" and scratch.plateau_patience == 10
+    assert scratch.momentum == 0.9 and scratch.train_crop == "corner"
+
+
+def test_demo_pipeline_runs_and_reports_accuracy(tmp_path, capsys):
+    """The README's demo line, shrunk: every stage runs and the last line has the format the
+    README promises (the full-size demo's accuracy is in docs/benchmarks.md)."""
+    import re
+
+    from demo.cli import main as demo_main
+    assert demo_main(["--workdir", str(tmp_path / "demo"), "--videos-per-class", "4",
+                      "--epochs", "1"]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert re.fullmatch(r"video top-1 accuracy: [01]\.\d{3}", last), last
+    summary = json.loads((tmp_path / "demo" / "summary.json").read_text())
+    assert summary["videos"] == 24 and 0 <= summary["top1"] <= 1

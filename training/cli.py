@@ -1,0 +1,30 @@
+"""r3d-train: train, fine-tune, validate and infer (python -m training.cli, or torchrun)."""
+import logging
+import sys
+
+from .datasets import FrameReadError, VideoNotFound
+from .engine import NonFiniteLoss
+from .models import CheckpointError
+from .options import parse
+from .trainer import TrainingSetupError, run
+
+
+def main(argv=None) -> int:
+    args = parse(argv)
+    logging.basicConfig(level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        run(args)
+    except (TrainingSetupError, CheckpointError, FileNotFoundError, ValueError, VideoNotFound,
+            FrameReadError, NonFiniteLoss) as e:
+        print(f"r3d-train: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("r3d-train: interrupted; run the same command again to resume from last.pth",
+              file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
