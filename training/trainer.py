@@ -143,6 +143,8 @@ class Run:
         self.multilabel = bool(self.doc.get("multi_label"))
         self.criterion = nn.BCEWithLogitsLoss() if self.multilabel else nn.CrossEntropyLoss()
         self.train_tf, self.val_tf, self.infer_tf = _transforms(args)
+        if self.ctx.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
         self.amp = args.amp if self.ctx.device.type == "cuda" else None
         if args.amp and self.amp is None and self.main:
             log.warning("--amp is for CUDA; the CPU trains in fp32")
