@@ -9,11 +9,10 @@ import os
 import re
 from pathlib import Path, PurePosixPath
 
-import numpy as np
 from tqdm import tqdm
 
 from storeformat import INDEX_NAME, SETTINGS_NAME, read_index, read_settings
-from storeformat.hdf5 import HDF5_LAYOUT
+from storeformat.hdf5 import HDF5_LAYOUT, attr_value
 
 from .schema import FRAME_BASE, AnnotationError
 
@@ -200,18 +199,10 @@ def _shard_videos(f, rel_file):
 
     f["videos"].visititems(visit)
     for g in found:
-        vid = _plain(g.attrs.get("id", g.name[len("/videos/"):]))
+        vid = attr_value(g.attrs.get("id", g.name[len("/videos/"):]))
         n = g.attrs.get("n_frames")
         n = int(n) if n is not None else len(g["offsets"]) - 1
         fps = g.attrs.get("fps")
         fps = float(fps) if fps is not None else None
         yield StoreVideo(vid, "done" if n > 0 else "empty", n, fps, "hdf5", rel_file,
                          g.name.lstrip("/"))
-
-
-def _plain(value):
-    if isinstance(value, bytes):
-        return value.decode("utf-8")
-    if isinstance(value, np.generic):
-        return value.item()
-    return value

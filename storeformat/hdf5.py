@@ -49,7 +49,7 @@ def write_video(h5file, video_id: str, frames, meta: dict) -> str:
 
 def read_video_meta(group) -> dict:
     """Metadata of a stored video group as a plain dict."""
-    return {name: _plain(group.attrs[name]) for name in META_FIELDS}
+    return {name: attr_value(group.attrs[name]) for name in META_FIELDS}
 
 
 def read_frame_bytes(group, frame_indices, offsets=None):
@@ -72,7 +72,8 @@ def read_frame_bytes(group, frame_indices, offsets=None):
     return [span[offsets[i] - base:offsets[i + 1] - base] for i in idx]
 
 
-def _plain(value):
+def attr_value(value):
+    """An HDF5 attribute as a plain Python value (bytes decoded, numpy scalars unwrapped)."""
     if isinstance(value, bytes):
         return value.decode("utf-8")
     if isinstance(value, np.generic):
