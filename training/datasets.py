@@ -51,7 +51,7 @@ MAX_LISTED_PROBLEMS = 10
 
 def keep_freed_memory() -> bool:
     """Ask glibc's allocator to keep freed memory in the process instead of returning it to the
-    system after every clip (``mallopt``: no trimming below 32 MiB, no ``mmap`` for blocks
+    system after every clip (``mallopt``: no trimming below 16 MiB, no ``mmap`` for blocks
     under 32 MiB).
 
     A clip's buffers (several MB) would otherwise be handed back and faulted in again, one page
@@ -63,7 +63,7 @@ def keep_freed_memory() -> bool:
     except (OSError, AttributeError):
         return False
     m_trim_threshold, m_mmap_threshold = -1, -3
-    return bool(mallopt(m_mmap_threshold, 32 << 20)) and bool(mallopt(m_trim_threshold, 32 << 20))
+    return bool(mallopt(m_mmap_threshold, 32 << 20)) and bool(mallopt(m_trim_threshold, 16 << 20))
 
 
 class Sample:
