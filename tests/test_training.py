@@ -89,15 +89,20 @@ def test_training_reduces_loss_and_writes_logs(data, tmp_path):
 
 
 def test_killed_run_resumes_to_the_same_weights(data, tmp_path):
-    ref = tmp_path / "ref"
-    assert _train(data, ref, "--n-epochs", 3, "--multistep-milestones", 2) == 0
-    killed = tmp_path / "killed"
+    """Every run in its own process with one thread, so that the reference, the killed and the
+    resumed run add floating-point numbers in the same order."""
     root, ann = data
-    cmd = [sys.executable, "-m", "training.cli", "--video-path", str(root / "frames"),
-           "--annotation-path", str(ann), "--result-path", str(killed), *SMALL_MODEL,
-           "--n-epochs", "3", "--multistep-milestones", "2"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+
+    def cmd(result):
+        return [sys.executable, "-m", "training.cli", "--video-path", str(root / "frames"),
+                "--annotation-path", str(ann), "--result-path", str(result), *SMALL_MODEL,
+                "--n-epochs", "3", "--multistep-milestones", "2"]
+
+    ref, killed = tmp_path / "ref", tmp_path / "killed"
+    assert subprocess.run(cmd(ref), env=env, capture_output=True).returncode == 0
+    proc = subprocess.Popen(cmd(killed), env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:
         log = killed / "train.csv"
@@ -107,7 +112,9 @@ def test_killed_run_resumes_to_the_same_weights(data, tmp_path):
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert proc.returncode != 0, "the run ended before it was killed"
-    assert _train(data, killed, "--n-epochs", 3, "--multistep-milestones", 2) == 0
+    resumed = subprocess.run(cmd(killed), env=env, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming from" in resumed.stdout
     a = torch.load(ref / "last.pth", weights_only=True)
     b = torch.load(killed / "last.pth", weights_only=True)
     assert a["epoch"] == b["epoch"] == 3
