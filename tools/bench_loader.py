@@ -24,6 +24,7 @@ The last line printed is one JSON object.
 import argparse
 import io
 import json
+import os
 import random
 import shutil
 import statistics
@@ -281,6 +282,16 @@ def worker_memory(dataset, workers, total, every=100, window=2000, batch_size=16
     return out
 
 
+def process_memory(dataset, total, every=1000):
+    """Private RSS (MB) of this process after every `every` clips loaded in it."""
+    out = []
+    for i in range(1, total + 1):
+        dataset[random.randrange(len(dataset))]
+        if i % every == 0:
+            out.append(round(private_rss_mb(os.getpid()), 1))
+    return out
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--videos", type=int, default=8)
@@ -393,6 +404,13 @@ def main(argv=None):
                       + f"   (second half: {growth:+.1f} MB)")
                 result[f"{name}_worker_rss_mb"] = [mb for _, mb in windows]
                 result[f"{name}_worker_rss_growth_second_half_mb"] = round(growth, 1)
+            n = args.memory_clips // 2
+            print(f"this process over {n} clips (private RSS, MB, every 1,000 clips): no "
+                  f"batches in flight, so any growth would be the loader's own")
+            for name in ("hdf5", "jpg"):
+                rss = process_memory(paths[name], n)
+                print(f"  {name:<5} " + ", ".join(f"{mb:.1f}" for mb in rss))
+                result[f"{name}_process_rss_mb"] = rss
         print(json.dumps(result))
     finally:
         if tmp is not None:
