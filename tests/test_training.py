@@ -232,3 +232,10 @@ def test_demo_pipeline_runs_and_reports_accuracy(tmp_path, capsys):
     assert re.fullmatch(r"video top-1 accuracy: [01]\.\d{3}", last), last
     summary = json.loads((tmp_path / "demo" / "summary.json").read_text())
     assert summary["videos"] == 24 and 0 <= summary["top1"] <= 1
+
+
+def test_flow_input_uses_two_channels(data, tmp_path):
+    out = tmp_path / "flow"
+    assert _train(data, out, "--input-type", "flow", "--n-epochs", 1) == 0
+    weights = torch.load(out / "last.pth", weights_only=True)["state_dict"]
+    assert weights["conv1.weight"].shape[1] == 2

@@ -35,17 +35,14 @@ class TrainingSetupError(ValueError):
 
 
 class FirstChannels:
-    """Keeps the first `n` channels of a transform's output (2 for optical flow stored as the
-    x and y channels of JPEG frames)."""
+    """A transform whose output keeps only its first `n` channels (2 for optical flow stored as
+    the x and y channels of JPEG frames); everything else is the wrapped transform's."""
 
     def __init__(self, transform, n):
         self.transform, self.n = transform, n
 
-    def plan(self, hw, rng=None):
-        return self.transform.plan(hw, rng)
-
-    def decode_factor(self, *args, **kwargs):
-        return self.transform.decode_factor(*args, **kwargs)
+    def __getattr__(self, name):
+        return getattr(self.transform, name)
 
     def apply(self, clip, plan, **kwargs):
         return self.transform.apply(clip, plan, **kwargs)[:self.n]
