@@ -6,19 +6,20 @@ from typing import Optional
 from torch import nn
 
 from .layers import conv1x1x1, conv3x3x3
-from .resnet import BOTTLENECK_LAYERS, ResNet, layers_for
+from .resnet import BOTTLENECK_LAYERS, Bottleneck, ResNet, layers_for
 
 DEPTHS = tuple(sorted(BOTTLENECK_LAYERS))
 BLOCK_INPLANES = (128, 256, 512, 1024)
 
 
-class ResNeXtBottleneck(nn.Module):
-    """1x1x1 reduce to cardinality*planes/32, grouped 3x3x3, 1x1x1 expand (x2)."""
+class ResNeXtBottleneck(Bottleneck):
+    """1x1x1 reduce to cardinality*planes/32, grouped 3x3x3, 1x1x1 expand (x2); the layer
+    names and the forward pass are Bottleneck's."""
     expansion = 2
 
     def __init__(self, in_planes: int, planes: int, stride: int = 1,
                  downsample: Optional[nn.Module] = None, cardinality: int = 32):
-        super().__init__()
+        nn.Module.__init__(self)
         mid = cardinality * planes // 32
         self.conv1 = conv1x1x1(in_planes, mid)
         self.bn1 = nn.BatchNorm3d(mid)
@@ -29,14 +30,6 @@ class ResNeXtBottleneck(nn.Module):
         self.relu = nn.ReLU(inplace=True)
         self.downsample = downsample
         self.stride = stride
-
-    def forward(self, x):
-        residual = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.relu(self.bn2(self.conv2(out)))
-        out = self.bn3(self.conv3(out))
-        out += residual
-        return self.relu(out)
 
 
 class ResNeXt(ResNet):
