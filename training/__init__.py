@@ -1,4 +1,5 @@
-"""Training, fine-tuning, validation and inference of 3D CNNs on r3d stores.
+"""Training, fine-tuning, validation and inference of 3D CNNs on r3d stores (r3d-train,
+python -m training; r3d-eval: training.eval_cli; the loop in training.trainer).
 
 The data layer (docs/data.md): frame stores, JPEG decoding, temporal samplers, whole-clip
 spatial transforms and the clip datasets built from annotation files.
