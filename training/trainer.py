@@ -22,7 +22,7 @@ from .engine import (ShardSampler, VideoBatchSampler, score_windows, top_results
 from .evaluation import EvaluationError, resolve_subset
 from .logs import BATCH_COLUMNS, TRAIN_COLUMNS, VAL_COLUMNS, CsvLog, TensorBoard
 from .models import (arch_name, generate_model, load_pretrained, load_weights, read_checkpoint,
-                     trainable_parameters)
+                     save_checkpoint, trainable_parameters)
 from .options import save_opts
 from .sampling import SlidingWindow, TemporalCenterCrop, TemporalEvenCrop, TemporalRandomCrop
 from .transforms import eval_transform, train_transform
@@ -188,36 +188,31 @@ class Run:
             path = self.result_path / "last.pth"
         if path is None:
             return
-        state = torch.load(path, map_location="cpu", weights_only=args.weights_only == "yes")
-        if not isinstance(state, dict) or "state_dict" not in state or "epoch" not in state:
-            raise TrainingSetupError(f"{path}: not a training checkpoint (needs 'epoch' and "
-                                     f"'state_dict'); to start from weights use --pretrain-path")
-        load_weights(self.bare, state["state_dict"])
-        if state.get("optimizer") is not None:
-            self.optimizer.load_state_dict(state["optimizer"])
-        if state.get("scheduler") is not None:
-            self.scheduler.load_state_dict(state["scheduler"])
+        ckpt = read_checkpoint(path, weights_only=args.weights_only == "yes")
+        if ckpt.epoch is None:
+            raise TrainingSetupError(f"{path}: not a training checkpoint (it has no 'epoch'); "
+                                     f"to start from weights use --pretrain-path")
+        load_weights(self.bare, ckpt)
+        if ckpt.optimizer is not None:
+            self.optimizer.load_state_dict(ckpt.optimizer)
+        if ckpt.scheduler is not None:
+            self.scheduler.load_state_dict(ckpt.scheduler)
             if args.overwrite_milestones and args.lr_scheduler == "multistep":
                 self.scheduler.milestones = Counter(args.multistep_milestones)
-        if self.scaler is not None and state.get("scaler") is not None:
-            self.scaler.load_state_dict(state["scaler"])
-        self.best = state.get("best")
-        self.start_epoch = int(state["epoch"]) + 1
+        if self.scaler is not None and ckpt.extra.get("scaler") is not None:
+            self.scaler.load_state_dict(ckpt.extra["scaler"])
+        self.best = ckpt.extra.get("best")
+        self.start_epoch = int(ckpt.epoch) + 1
         if self.main:
             log.info("resumed from %s at epoch %d", path, self.start_epoch)
-            print(f"r3d-train: resuming from {path} (epoch {state['epoch']} done)")
+            print(f"r3d-train: resuming from {path} (epoch {ckpt.epoch} done)")
 
     def _save(self, name, epoch):
-        state = {"epoch": epoch, "arch": self.arch, "state_dict": self.bare.state_dict(),
-                 "optimizer": self.optimizer.state_dict(),
-                 "scheduler": self.scheduler.state_dict(), "best": self.best,
-                 "manual_seed": self.args.manual_seed}
+        extra = {"best": self.best, "manual_seed": self.args.manual_seed}
         if self.scaler is not None:
-            state["scaler"] = self.scaler.state_dict()
-        path = self.result_path / name
-        tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-        torch.save(state, tmp)
-        os.replace(tmp, path)
+            extra["scaler"] = self.scaler.state_dict()
+        save_checkpoint(self.result_path / name, self.bare, epoch, self.arch, self.optimizer,
+                        self.scheduler, **extra)
 
     # --- data ----------------------------------------------------------------------------------
     def _dataset(self, cls, subset, transform, sampler, **extra):

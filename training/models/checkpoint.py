@@ -12,7 +12,7 @@ import os
 import pickle
 import re
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Union
 
 import torch
@@ -41,16 +41,22 @@ class CheckpointError(RuntimeError):
     the file and says why."""
 
 
+#: The entries of the reference implementation's checkpoint dict.
+_REFERENCE_KEYS = ("epoch", "arch", "state_dict", "optimizer", "scheduler")
+
+
 @dataclass
 class Checkpoint:
     """A checkpoint read from `path`: the cleaned state_dict and, for the reference's
-    checkpoint dict, its epoch, arch, optimizer and scheduler states (else None)."""
+    checkpoint dict, its epoch, arch, optimizer and scheduler states (else None) and in
+    `extra` any other entries it holds (r3d-train's best metric, gradient scaler, seed)."""
     path: str
     state_dict: "OrderedDict[str, torch.Tensor]"
     epoch: Optional[int] = None
     arch: Optional[str] = None
     optimizer: Optional[dict] = None
     scheduler: Optional[dict] = None
+    extra: Dict[str, Any] = field(default_factory=dict)
 
     @property
     def n_classes(self) -> int:
@@ -105,9 +111,10 @@ def checkpoint_from_object(obj: Any, path: str = "<in memory>") -> Checkpoint:
         raise CheckpointError(f"checkpoint {path!r}: state_dict entries are not tensors: "
                               f"{', '.join(bad[:_MAX_KEYS_SHOWN])}")
     epoch = meta.get("epoch")
+    extra = {k: v for k, v in meta.items() if k not in _REFERENCE_KEYS}
     return Checkpoint(path=path, state_dict=clean_state_dict(raw), epoch=epoch,
                       arch=meta.get("arch"), optimizer=meta.get("optimizer"),
-                      scheduler=meta.get("scheduler"))
+                      scheduler=meta.get("scheduler"), extra=extra)
 
 
 def clean_state_dict(state_dict: Mapping[str, torch.Tensor]) -> "OrderedDict[str, torch.Tensor]":
@@ -440,15 +447,20 @@ def build_from_checkpoint(source: Source, n_finetune_classes: Optional[int] = No
 
 def save_checkpoint(path: Union[str, os.PathLike], model: nn.Module, epoch: int, arch: str,
                     optimizer: Optional[torch.optim.Optimizer] = None,
-                    scheduler: Optional[Any] = None) -> None:
+                    scheduler: Optional[Any] = None, **extra: Any) -> None:
     """Write the reference's checkpoint dict (epoch, arch, state_dict without wrapper
-    prefixes, optimizer, scheduler) atomically: a crash leaves the old file intact."""
+    prefixes, optimizer, scheduler, then any `extra` entries) atomically: a crash leaves the
+    old file intact."""
     path = os.fspath(path)
+    clash = sorted(set(extra) & set(_REFERENCE_KEYS))
+    if clash:
+        raise ValueError(f"extra checkpoint entries {clash} would replace the reference's keys")
     state = {"epoch": epoch, "arch": arch, "state_dict": _unwrap(model).state_dict()}
     if optimizer is not None:
         state["optimizer"] = optimizer.state_dict()
     if scheduler is not None:
         state["scheduler"] = scheduler.state_dict()
+    state.update(extra)
     tmp = f"{path}.tmp{os.getpid()}"
     try:
         torch.save(state, tmp)
