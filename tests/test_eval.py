@@ -78,3 +78,14 @@ def test_errors_are_clear(files, tmp_path, capsys):
     bad.write_text("{not json")
     assert eval_main([str(gt), str(bad)]) == 2
     assert "bad.json: not valid JSON" in capsys.readouterr().err
+
+
+def test_score_tensor_metrics_match_the_file_evaluation():
+    import torch
+
+    from training.evaluation import video_metrics
+    # v1, v2, v3 of RESULTS as scores over (a, b, c); truths as class indices.
+    scores = torch.tensor([[0.7, 0.2, 0.1], [0.7, 0.2, 0.1], [0.5, 0.4, 0.1]])
+    m = video_metrics(scores, [[0], [0], [1]], ks=(1, 2))
+    assert m["top1"] == pytest.approx(2 / 3) and m["top2"] == pytest.approx(1.0)
+    assert m["mean_class_top1"] == pytest.approx(0.5)

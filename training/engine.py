@@ -170,23 +170,6 @@ def score_windows(model, loader, n_videos, ctx, *, amp=None, channels_last=False
     return sums, counts, windows
 
 
-def video_metrics(scores, truth, ks=(1, 5)) -> dict:
-    """Top-k video accuracy and mean class top-1 accuracy from per-video scores (V x C) and
-    each video's label list (indices)."""
-    order = scores.argsort(dim=1, descending=True)
-    out = {}
-    for k in ks:
-        top = order[:, :k].tolist()
-        out[f"top{k}"] = sum(bool(set(t) & set(y)) for t, y in zip(top, truth)) / len(truth)
-    per_class = {}
-    for best, labels in zip(order[:, 0].tolist(), truth):
-        for y in labels:
-            c, n = per_class.get(y, (0, 0))
-            per_class[y] = (c + int(best == y), n + 1)
-    out["mean_class_top1"] = sum(c / n for c, n in per_class.values()) / len(per_class)
-    return out
-
-
 def top_results(scores, class_names, k):
     """[{'label', 'score'}, ...] of the k best classes, best first (the reference's format)."""
     values, idx = torch.topk(torch.as_tensor(scores, dtype=torch.float64),

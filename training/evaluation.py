@@ -96,6 +96,29 @@ def load_results(path) -> dict:
     return ranked
 
 
+def ranking_metrics(rankings, truths, ks=(1, 5)) -> dict:
+    """Top-k accuracy for each k and mean class top-1 accuracy. `rankings[i]` lists video i's
+    predicted labels best first (empty: no result), `truths[i]` its true labels; a video is
+    correct at k when one of its labels is among its first k."""
+    out = {}
+    for k in ks:
+        hits = sum(1 for r, t in zip(rankings, truths) if set(r[:k]) & set(t))
+        out[f"top{k}"] = hits / len(truths)
+    per_class = defaultdict(lambda: [0, 0])
+    for r, t in zip(rankings, truths):
+        for label in t:
+            per_class[label][0] += int(label in r[:1])
+            per_class[label][1] += 1
+    out["mean_class_top1"] = sum(c / n for c, n in per_class.values()) / len(per_class)
+    return out
+
+
+def video_metrics(scores, truths, ks=(1, 5)) -> dict:
+    """ranking_metrics of per-video class scores (a V x C tensor) and label indices."""
+    rankings = scores.argsort(dim=1, descending=True)[:, :max(ks)].tolist()
+    return ranking_metrics(rankings, truths, ks)
+
+
 def evaluate(ground_truth_path, results_path, ks=(1, 5), subset="validation",
              ignore_missing=False) -> dict:
     """Top-k video accuracy for each k, mean class top-1 accuracy and counts.
@@ -109,17 +132,7 @@ def evaluate(ground_truth_path, results_path, ks=(1, 5), subset="validation",
     if not videos:
         raise EvaluationError(f"{results_path}: no result for any of the {len(truth)} videos "
                               f"of the subset")
-    out = {}
-    for k in ks:
-        hits = sum(1 for v in videos if set(ranked.get(v, [])[:k]) & set(truth[v]))
-        out[f"top{k}"] = hits / len(videos)
-    per_class = defaultdict(lambda: [0, 0])
-    for v in videos:
-        top1 = ranked.get(v, [])[:1]
-        for label in truth[v]:
-            per_class[label][0] += int(label in top1)
-            per_class[label][1] += 1
-    out["mean_class_top1"] = sum(c / n for c, n in per_class.values()) / len(per_class)
+    out = ranking_metrics([ranked.get(v, []) for v in videos], [truth[v] for v in videos], ks)
     out["n_videos"] = len(videos)
     out["n_missing"] = len(missing)
     out["n_classes"] = len(classes)

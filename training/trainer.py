@@ -18,8 +18,8 @@ from . import distributed
 from .annotation_file import read_annotation_file
 from .datasets import InferenceWindows, TrainingClips, ValidationClips, collate_multi_clips
 from .engine import (ShardSampler, VideoBatchSampler, score_windows, top_results, train_epoch,
-                     validate_clips, video_metrics)
-from .evaluation import EvaluationError, resolve_subset
+                     validate_clips)
+from .evaluation import EvaluationError, resolve_subset, video_metrics
 from .logs import BATCH_COLUMNS, TRAIN_COLUMNS, VAL_COLUMNS, CsvLog, TensorBoard
 from .models import (arch_name, generate_model, load_pretrained, load_weights, read_checkpoint,
                      save_checkpoint, trainable_parameters)
