@@ -5,6 +5,7 @@ from pathlib import Path
 import av
 import ffmpeg
 import pytest
+import torch
 
 from preprocess.ffmpeg_bin import ffmpeg_exe
 
@@ -38,3 +39,13 @@ def shared_fixtures():
             pytest.fail(f"{SHARED_FIXTURES} is missing in CI")
         pytest.skip(f"{SHARED_FIXTURES} not present")
     return SHARED_FIXTURES
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Clip-sized tensor ops run single-threaded, as in a DataLoader worker: on a busy 2-core
+    machine, waiting for a second thread costs more than the work."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

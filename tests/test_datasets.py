@@ -24,14 +24,7 @@ from training_data import (VIDEOS, build_pattern_stores, build_stores, copy_tree
 RAW = Compose([Normalize()])  # no resampling: grey levels identify the frames
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Clip-sized tensor ops run single-threaded, as in a DataLoader worker: on a busy 2-core
-    machine, waiting for a second thread costs more than the work."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -17,14 +17,7 @@ from training.transforms import (MULTISCALE_SCALES, NORM_PRESETS, CenterCrop, Co
 T, H, W = 3, 200, 250
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Clip-sized tensor ops run single-threaded, as in a DataLoader worker: on a busy 2-core
-    machine, waiting for a second thread costs more than the work."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture
