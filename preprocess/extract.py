@@ -11,7 +11,7 @@ import logging
 import re
 import subprocess
 import threading
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from fractions import Fraction
 from typing import Optional
 
@@ -61,9 +61,6 @@ class FrameSettings:
             raise ValueError(f"fps must be positive, got {self.fps}")
         if not 1 <= self.quality <= 100:
             raise ValueError(f"JPEG quality must be in 1..100, got {self.quality}")
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 def _scale_args(settings: FrameSettings):
