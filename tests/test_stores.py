@@ -126,6 +126,49 @@ def test_region_decode_equals_a_cropped_full_decode(photo_jpeg, region_lib):
                                                                                  left, bh, bw)
 
 
+def _region_equals_full_at_every_position(lib, data, height, width):
+    """Decode a small box at every (top, left) of the image at each scale factor and compare it
+    with the same box of simplejpeg's whole-frame decode; returns the mismatches."""
+    bad = []
+    for factor in (1, 2, 4, 8):
+        h, w = scaled_size(height, width, factor)
+        kwargs = {"min_height": h, "min_width": w} if factor > 1 else {}
+        full = simplejpeg.decode_jpeg(data, **kwargs)
+        for top in range(h):
+            for left in range(w):
+                # sizes vary with the position, so right and bottom edges vary too
+                bh, bw = min(1 + (left * 7) % 5, h - top), min(1 + (top * 5) % 7, w - left)
+                part = decode_region_clip(lib, [data], factor, (top, left, bh, bw))[0]
+                if not np.array_equal(part, full[top:top + bh, left:left + bw]):
+                    bad.append((factor, top, left))
+    return bad
+
+
+@pytest.mark.parametrize("subsampling", ["444", "422", "420", "440"])
+def test_region_decode_is_exact_at_every_imcu_boundary(subsampling, region_lib):
+    """Every crop position, iMCU boundaries included (where fancy chroma upsampling needs the
+    column left of the crop), at every scale factor and chroma subsampling."""
+    rng = np.random.default_rng(2)
+    y, x = np.mgrid[0:45, 0:75]
+    img = np.stack([x * 255 // 74, y * 255 // 44, (x * 7 + y * 13) % 256], -1)
+    img = np.clip(img + rng.integers(-60, 60, img.shape), 0, 255).astype(np.uint8)
+    data = simplejpeg.encode_jpeg(img, quality=90, colorsubsampling=subsampling)
+    assert _region_equals_full_at_every_position(region_lib, data, 45, 75) == []
+
+
+def test_region_decode_is_exact_on_preprocess_frames(tmp_path, region_lib):
+    """The same on a 16:9 frame written by r3d-preprocess (4:2:0, ffmpeg's test pattern)."""
+    from conftest import encode_video
+    from preprocess import convert_dataset
+    encode_video(tmp_path / "src" / "a" / "v.mp4", width=320, height=180, frames=1)
+    assert convert_dataset(tmp_path / "src", tmp_path / "jpg", fmt="jpg", height=54,
+                           progress=False).ok
+    data = (tmp_path / "jpg" / "a" / "v" / frame_name(1)).read_bytes()
+    height, width, _, subsampling = simplejpeg.decode_jpeg_header(data)
+    assert (height, width, subsampling) == (54, 96, "420")
+    assert _region_equals_full_at_every_position(region_lib, data, height, width) == []
+
+
 def test_region_decode_errors_name_the_frame(photo_jpeg, region_lib):
     small = simplejpeg.encode_jpeg(np.zeros((48, 64, 3), np.uint8))
     with pytest.raises(DecodeError, match="frame 8: frame is 64x48 where the clip's first "

@@ -3,8 +3,10 @@
  * Rows above the rectangle are skipped (jpeg_skip_scanlines: no inverse DCT, no colour
  * conversion), rows below it are never decoded at all (the decoder stops after the last row
  * needed), and within a row only the iMCU columns covering the rectangle are produced
- * (jpeg_crop_scanline). One more column than asked is decoded on the right: fancy chroma
- * upsampling reads it, and with it the pixels are identical to a full decode's.
+ * (jpeg_crop_scanline). One more column than asked is decoded on each side: fancy chroma
+ * upsampling reads the neighbours of the edge columns, and with them the pixels are identical
+ * to a full decode's (4:2:0, 4:2:2, 4:4:4, every scale). Rows need no margin: libjpeg-turbo
+ * keeps the context rows vertical upsampling reads when it skips scanlines.
  *
  * Built on first use by training/region.py (cc + libjpeg-turbo headers) and called through
  * ctypes; when it cannot be built, training decodes whole frames with simplejpeg instead.
@@ -83,9 +85,16 @@ int region_decode(const unsigned char *data, unsigned long size, int x, int y, i
         jpeg_destroy_decompress(&cinfo);
         return -1;
     }
-    want = (JDIMENSION)w + ((JDIMENSION)(x + w) < cinfo.output_width ? 1 : 0);
-    xoff = (JDIMENSION)x;
-    cw = want;
+    /* One column more on each side where the image has one: jpeg_crop_scanline widens the
+     * region to whole iMCUs, and a left edge already on an iMCU boundary would otherwise be
+     * upsampled from a replicated edge column instead of its real left neighbour. */
+    xoff = (JDIMENSION)(x > 0 ? x - 1 : 0);
+    want = (JDIMENSION)(x + w) + ((JDIMENSION)(x + w) < cinfo.output_width ? 1 : 0);
+    if (want - xoff < 4) {  /* one chroma sample wide is upsampled unlike the full image */
+        want = xoff + 4 < cinfo.output_width ? xoff + 4 : cinfo.output_width;
+        xoff = want > 4 ? want - 4 : 0;
+    }
+    cw = want - xoff;
     if (xoff > 0 || cw < cinfo.output_width)
         jpeg_crop_scanline(&cinfo, &xoff, &cw);
     if (y > 0 && jpeg_skip_scanlines(&cinfo, (JDIMENSION)y) != (JDIMENSION)y) {

@@ -3,7 +3,7 @@
 A training clip keeps a crop of 1/4 to all of every frame; the rest of the decode is wasted.
 libjpeg-turbo can skip the rows above a crop, stop after its last row and produce only the
 columns it covers, giving pixels identical to a full decode's (one extra column is decoded
-for the chroma upsampling). simplejpeg exposes no such call, so training/jpeg_region.c is
+on each side for the chroma upsampling). simplejpeg exposes no such call, so training/jpeg_region.c is
 compiled on first use with the system's C compiler and libjpeg-turbo headers into
 ``$R3D_CACHE_DIR`` (default ``~/.cache/r3d``) and called through ctypes. Before first use it
 is checked against simplejpeg on a test image; when it cannot be built or disagrees, frames
@@ -109,7 +109,8 @@ def _self_check(lib):
     img = np.clip(img + rng.integers(-30, 30, img.shape), 0, 255).astype(np.uint8)
     data = simplejpeg.encode_jpeg(img, quality=85, colorsubsampling="420")
     for factor, box in ((1, (0, 0, 120, 168)), (1, (17, 33, 61, 90)), (1, (59, 77, 61, 91)),
-                        (2, (5, 9, 40, 50)), (2, (0, 0, 60, 84))):
+                        (1, (16, 32, 40, 50)), (1, (3, 0, 5, 1)), (2, (5, 9, 40, 50)),
+                        (2, (0, 0, 60, 84))):
         h, w = scaled_size(120, 168, factor)
         kwargs = {"min_height": h, "min_width": w} if factor > 1 else {}
         full = simplejpeg.decode_jpeg(data, **kwargs)
