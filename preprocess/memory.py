@@ -1,0 +1,16 @@
+"""Decoding one video into JPEG frames held in memory, for the commands that run a model on
+raw videos (r3d-predict, r3d-features): the frames are exactly those r3d-preprocess would
+store for the same settings, and nothing is written to disk."""
+from pathlib import Path
+
+from .extract import FrameSettings
+from .writers import _extract
+
+
+def decode_to_memory(source, settings: FrameSettings = FrameSettings()):
+    """(list of JPEG bytes, metadata) of one video: n_frames, fps, width, height, duration as
+    r3d-preprocess records them. Raises ExtractionError (naming the reason) for a video that
+    cannot be decoded or comes out truncated."""
+    frames = []
+    meta = _extract(Path(source), settings, frames.append)
+    return frames, meta
