@@ -41,9 +41,13 @@ def _common(p):
     g.add_argument("--missing", choices=("drop", "keep"), default="drop",
                    help="videos not (or empty) in the store: drop them (default) or keep them "
                         "without frame counts; the count is always reported")
-    g.add_argument("--label-order", choices=("sorted", "official"), default="sorted",
-                   help="class order: sorted names (default) or the order of the dataset's "
-                        "own files (classInd, taxonomy, category index, CSV order)")
+    g.add_argument("--label-order", choices=("reference", "sorted", "official"),
+                   default="reference",
+                   help="class order: the reference implementation's for the dataset (default: "
+                        "classInd for UCF-101, sorted for HMDB-51, first appearance in the "
+                        "training CSV for Kinetics, the class list's order for MiT, the "
+                        "taxonomy for ActivityNet, sorted for folder/csv) or sorted names; "
+                        "'official' is an older name of 'reference'")
     g.add_argument("--labels-from", type=Path, metavar="FILE",
                    help="take the class order from a class list (one name per line, "
                         "'name,idx', 'idx name') or another annotation file, e.g. to match "
@@ -165,14 +169,38 @@ def _split_args(p):
     p.add_argument("--seed", type=int, default=0, help="seed of --val-fraction (default 0)")
 
 
+#: What the reference label order is, per builder command.
+REFERENCE_ORDER = {
+    "ucf101": "classInd.txt order",
+    "hmdb51": "sorted names, as the reference's hmdb51_json",
+    "kinetics": "first appearance in the training CSV, as the reference's kinetics_json",
+    "activitynet": "taxonomy leaf order, as the reference's ActivityNet dataset",
+    "mit": "the class list's line order, as the reference's mit_json",
+    "folder": "sorted names (the reference has no such script)",
+    "csv": "sorted names (the reference has no such script)",
+}
+
+
+def label_order_used(args) -> str:
+    """One line saying which label order a build command uses."""
+    if args.labels_from is not None:
+        return f"from {args.labels_from}"
+    if args.label_order == "sorted":
+        return "sorted names"
+    return f"reference ({REFERENCE_ORDER[args.command]})"
+
+
 def _options(args):
     catalog = StoreCatalog.open(index=args.index, frames_root=args.frames_root)
-    return BuildOptions(catalog=catalog, missing=args.missing, label_order=args.label_order,
-                        labels_from=args.labels_from, name=args.name)
+    order = "reference" if args.label_order == "official" else args.label_order
+    return BuildOptions(catalog=catalog, missing=args.missing, label_order=order,
+                        labels_from=args.labels_from, name=args.name,
+                        history={"label_order": label_order_used(args)})
 
 
 def _build(args):
     opts = _options(args)
+    print(f"label order: {label_order_used(args)}", file=sys.stderr)
     c = args.command
     if c == "ucf101":
         outputs = ucf101.build(args.folder, opts, splits=args.splits)

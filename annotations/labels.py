@@ -1,7 +1,9 @@
 """Class lists and label order.
 
-Labels are sorted by default so that the same dataset always gives the same class indices. A
-class list file fixes another order (for instance a published checkpoint's output layer).
+By default a built file's labels are in the reference implementation's order for its dataset
+(so a checkpoint trained with the reference names the right classes); ``sorted`` orders them by
+name, and a class list file fixes any other order (for instance a published checkpoint's
+output layer).
 """
 import re
 from pathlib import Path
@@ -29,12 +31,17 @@ def read_text_lines(path):
             if line.strip()]
 
 
-def read_class_list(path):
+#: The label orders a builder can produce (``official`` is an older name of ``reference``).
+LABEL_ORDERS = ("reference", "sorted")
+
+
+def read_class_list(path, *, by_index=True):
     """Class names in index order from any of the usual class-list files:
 
     * one name per line (``category_momentsv1.txt``, ``label_map_k700.txt``);
     * ``name,idx`` lines (``moments_categories.txt``) or ``idx name`` lines (UCF ``classInd.txt``),
-      ordered by the index, which may start at 0 or 1;
+      ordered by the index, which may start at 0 or 1 (in file order with `by_index` False, as
+      the reference's scripts read them);
     * a one-column CSV with a header (``action_name.csv``);
     * an annotation JSON file (its ``labels``).
     """
@@ -51,7 +58,7 @@ def read_class_list(path):
         lines = read_text_lines(path)
         if lines and path.suffix.lower() == ".csv" and lines[0][1].strip().lower() in _HEADER_WORDS:
             lines = lines[1:]
-        names = _parse_class_lines(path, lines)
+        names = _parse_class_lines(path, lines, by_index)
     if not names:
         raise AnnotationError(f"{path}: the class list is empty")
     seen = set()
@@ -62,7 +69,7 @@ def read_class_list(path):
     return names
 
 
-def _parse_class_lines(path, lines):
+def _parse_class_lines(path, lines, by_index=True):
     name_idx = re.compile(r"^(.*\S)\s*,\s*(\d+)$")
     idx_name = re.compile(r"^(\d+)\s+(\S.*)$")
     stripped = [(n, s.strip()) for n, s in lines]
@@ -74,17 +81,18 @@ def _parse_class_lines(path, lines):
             start = indices[0]
             if indices != list(range(start, start + len(indices))) or start not in (0, 1):
                 raise AnnotationError(f"{path}: class indices are not 0..n-1 or 1..n")
-            return [name for _, name in sorted(pairs)]
+            return [name for _, name in (sorted(pairs) if by_index else pairs)]
     return [s for _, s in stripped]
 
 
-def order_labels(found, *, order="sorted", official=None, labels_from=None):
+def order_labels(found, *, order="reference", reference=None, labels_from=None):
     """The label list of a built file.
 
-    `found`: the class names the data uses. `order`: "sorted" (default) or "official" (the order
-    the dataset's own files give, `official`). `labels_from`: a class-list file whose order wins;
-    it may hold classes the data lacks (kept, so the label space matches a checkpoint) but must
-    hold every class the data uses."""
+    `found`: the class names the data uses. `order`: "reference" (default: `reference`, the
+    order the reference implementation's script gives the dataset, then any class it lacks in
+    order of appearance; sorted names when the dataset has no reference script) or "sorted".
+    `labels_from`: a class-list file whose order wins; it may hold classes the data lacks (kept,
+    so the label space matches a checkpoint) but must hold every class the data uses."""
     found = list(dict.fromkeys(found))
     if labels_from is not None:
         names = read_class_list(labels_from)
@@ -93,11 +101,11 @@ def order_labels(found, *, order="sorted", official=None, labels_from=None):
             raise AnnotationError(f"{labels_from}: the class list lacks {len(missing)} class(es) "
                                   f"the data uses, e.g. {missing[:5]}")
         return names
-    if order == "sorted":
-        return sorted(found)
     if order == "official":
-        if official is None:
-            return found
-        known = set(official)
-        return list(official) + [x for x in found if x not in known]
-    raise ValueError(f"unknown label order {order!r} (sorted or official)")
+        order = "reference"
+    if order == "sorted" or (order == "reference" and reference is None):
+        return sorted(found)
+    if order == "reference":
+        known = set(reference)
+        return list(reference) + [x for x in found if x not in known]
+    raise ValueError(f"unknown label order {order!r} ({' or '.join(LABEL_ORDERS)})")

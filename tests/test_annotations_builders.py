@@ -48,7 +48,8 @@ def test_ucf101_official_counts_and_quirks(official, tmp_path):
     for doc in docs.values():
         assert len(doc["labels"]) == 101 and len(doc["database"]) == 13320
     doc = docs[1]
-    assert doc["labels"] == sorted(doc["labels"])
+    assert doc["labels"] == (folder / "classInd.txt").read_text().split()[1::2]
+    assert doc["history"][0]["label_order"] == "reference (classInd.txt order)"
     # The case quirk: the folder (and class) is HandstandPushups, the files HandStandPushups.
     quirk = doc["database"]["v_HandStandPushups_g08_c01"]
     assert quirk["annotations"] == {"label": "HandstandPushups"}
@@ -119,8 +120,13 @@ def test_kinetics700_validation_counts(official, tmp_path):
     assert first["video_path"] == "testifying/---QUuC4vJs_000084_000094"
     assert doc["sources"] == {"kinetics700": {"dataset": "kinetics700",
                                               "files": ["validate.csv"]}}
+    # No training CSV in the fixtures: first appearance in validate.csv stands in for it.
+    rows = (official / "kinetics700" / "validate.csv").read_text().splitlines()[1:]
+    assert doc["labels"] == list(dict.fromkeys(r.split(",")[0] for r in rows))
+    assert main(["kinetics", str(official / "kinetics700"), "--out", str(out),
+                 "--subsets", "validation", "--label-order", "sorted", "-q"]) == 0
     labels = (official / "kinetics700" / "label_map_k700.txt").read_text().split("\n")
-    assert doc["labels"] == sorted(x for x in labels if x)
+    assert read_annotation(out)["labels"] == sorted(x for x in labels if x)
 
 
 def test_kinetics700_test_file_without_labels(official):
@@ -195,7 +201,7 @@ ANET = DATA / "activitynet" / "activity_net.v1-3.min.json"
 
 
 def test_activitynet_without_store_keeps_seconds():
-    trimmed, untrimmed = activitynet.build(ANET, BuildOptions())
+    trimmed, untrimmed = activitynet.build(ANET, BuildOptions(label_order="sorted"))
     assert trimmed.filename == "activitynet_trimmed.json"
     # Taxonomy leaves, sorted; 'Ironing clothes' has no video but is a class.
     assert trimmed.doc["labels"] == ["Cleaning shoes", "Ironing clothes", "Playing polo",
@@ -275,7 +281,8 @@ def test_mit_from_official_format_files(tmp_path):
     cat = _index(tmp_path / "store", [("training/clapping/yt-AbCdEfGhIjK_10", 90, 30.0),
                                       ("training/covering/yt-AbCdEfGhIjK_10", 91, 30.0),
                                       ("praying/yt-CbCdEfGhIjK_45", 92, 30.0)])
-    (out,) = mit.build(DATA / "mit", BuildOptions(catalog=cat, missing="keep"))
+    (out,) = mit.build(DATA / "mit", BuildOptions(catalog=cat, missing="keep",
+                                                  label_order="sorted"))
     doc = out.doc
     assert doc["labels"] == ["burying", "clapping", "covering", "dropping", "praying"]
     assert _subsets(doc) == {"training": 8, "validation": 3}
@@ -285,8 +292,9 @@ def test_mit_from_official_format_files(tmp_path):
     assert doc["database"]["yt-CbCdEfGhIjK_45"]["annotations"] == {"label": "praying",
                                                                    "segment": [1, 93]}
     assert "segment" not in doc["database"]["yt-DbCdEfGhIjK_0"]["annotations"]
-    (out,) = mit.build(DATA / "mit", BuildOptions(label_order="official"))
-    assert out.doc["labels"] == ["clapping", "praying", "dropping", "burying", "covering"]
+    for order in ("reference", "official"):  # the default, and its older name
+        (out,) = mit.build(DATA / "mit", BuildOptions(label_order=order))
+        assert out.doc["labels"] == ["clapping", "praying", "dropping", "burying", "covering"]
 
 
 def test_mit_plain_class_list_and_errors(official, tmp_path):

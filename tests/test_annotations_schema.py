@@ -160,8 +160,12 @@ def test_class_list_errors(tmp_path):
 
 def test_label_order(tmp_path):
     found = ["walk", "run", "jump"]
+    # Without a reference order (datasets the reference has no script for): sorted.
     assert order_labels(found) == ["jump", "run", "walk"]
-    assert order_labels(found, order="official", official=["walk", "run", "jump"]) == found
+    assert order_labels(found, order="sorted", reference=["walk", "run"]) == ["jump", "run", "walk"]
+    # The reference's order first, then classes it lacks in order of appearance.
+    assert order_labels(found, reference=["run", "walk"]) == ["run", "walk", "jump"]
+    assert order_labels(found, order="official", reference=["walk", "run", "jump"]) == found
     layout = tmp_path / "checkpoint_classes.txt"
     layout.write_text("walk\nswim\nrun\njump\n")
     assert order_labels(found, labels_from=layout) == ["walk", "swim", "run", "jump"]

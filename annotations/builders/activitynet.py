@@ -15,7 +15,8 @@ Two views:
 Seconds become frames with the video's fps from the store index: a span [s, e] covers the
 0-based frames floor(s * fps) .. ceil(e * fps) - 1, clipped to the video; frame numbers then
 start at the store's first frame (1 for JPEG). Frames are expected at ``v_<id>`` (the reference
-layout: the downloaded ``v_<youtube id>.mp4`` converted).
+layout: the downloaded ``v_<youtube id>.mp4`` converted). Labels are in the taxonomy's leaf
+order by default, as the reference's ActivityNet dataset numbers them.
 """
 import logging
 import math
@@ -147,7 +148,7 @@ def build(path, opts: BuildOptions, views=VIEWS):
     else:
         found = sorted(set(used))
         log.info("%s: no taxonomy; classes are the %d labels used", file, len(found))
-    labels = order_labels(found, order=opts.label_order, official=taxonomy_classes,
+    labels = order_labels(found, order=opts.label_order, reference=taxonomy_classes,
                           labels_from=opts.labels_from)
     source = opts.name or DATASET
     kept, report = resolve_entries(entries, opts, what="ActivityNet videos")

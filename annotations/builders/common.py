@@ -17,11 +17,12 @@ log = logging.getLogger(__name__)
 class BuildOptions:
     """Options every builder takes. `catalog`: the store (None: no frame counts);
     `missing`: "drop" or "keep" entries without frames in the store; `label_order`:
-    "sorted" or "official"; `labels_from`: a class-list file fixing the order; `name`: the
+    "reference" (the reference implementation's order for the dataset) or "sorted";
+    `labels_from`: a class-list file fixing the order; `name`: the
     source name written into the file (default: the dataset's)."""
     catalog: Optional[object] = None
     missing: str = "drop"
-    label_order: str = "sorted"
+    label_order: str = "reference"
     labels_from: Optional[Path] = None
     name: Optional[str] = None
     history: dict = field(default_factory=dict)
@@ -122,11 +123,12 @@ def make_document(labels, database, opts, *, source, dataset, files, multi_label
 
 
 def build_single_label(entries, found_labels, opts, *, dataset, files, filename,
-                       official=None, alias=None, multi_label=False, source=None):
-    """The common path for trimmed datasets: resolve, order labels, assemble one Output.
+                       reference=None, alias=None, multi_label=False, source=None):
+    """The common path for trimmed datasets: resolve, order labels (`reference`: the reference
+    implementation's label order for the dataset), assemble one Output.
     The source (and root) name is `opts.name`, else `source`, else the dataset's name."""
     source = opts.name or source or dataset
-    labels = order_labels(found_labels, order=opts.label_order, official=official,
+    labels = order_labels(found_labels, order=opts.label_order, reference=reference,
                           labels_from=opts.labels_from)
     kept, report = resolve_entries(entries, opts, alias, what=f"{filename} videos")
     base = FRAME_BASE

@@ -4,7 +4,8 @@ reference does, 0 = not used; a trailing space). One file per split, ``hmdb51_N.
 
 The classes are the names of the split files: anything else in the folder (a README, stray
 files) is ignored and never becomes a class. Video ids are the file stems, frames are expected
-at ``<class>/<id>``.
+at ``<class>/<id>``. The reference's hmdb51_json sorts the class names, so its label order and
+``sorted`` are the same.
 """
 import logging
 import re
@@ -66,5 +67,5 @@ def build(folder, opts: BuildOptions, splits=SPLITS):
         outputs.append(build_single_label(
             entries, classes, opts, dataset=DATASET,
             files=[Path(folder) / f"<class>_test_split{split}.txt"],
-            filename=f"hmdb51_{split}.json", official=classes))
+            filename=f"hmdb51_{split}.json", reference=classes))
     return outputs

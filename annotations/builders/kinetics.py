@@ -10,6 +10,11 @@ reference names them; frames are expected at ``<label>/<id>`` (``test/<id>`` wit
 Downloaders name files differently, so a store video also matches by youtube id and times parsed
 from its file name (``<id>_<start>_<end>`` with or without zero padding, or just ``<id>`` when
 only one clip of that youtube video is annotated).
+
+Labels are, by default, in the reference's order (its kinetics_json): the order in which they
+first appear in the training CSV, which is read for that even when only other subsets are
+built. Classes the training file lacks follow in order of appearance; without a training file
+the order is that of first appearance in the files read (logged).
 """
 import csv
 import logging
@@ -135,6 +140,7 @@ def _seconds(text, path, lineno):
 
 def build(path, opts: BuildOptions, subsets=None, release=None):
     files = find_files(path, release)
+    train_file = files.get("training")
     if subsets:
         wanted = set(subsets)
         absent = wanted - set(files)
@@ -142,20 +148,34 @@ def build(path, opts: BuildOptions, subsets=None, release=None):
             raise AnnotationError(f"{path}: no file for subset(s) {sorted(absent)} "
                                   f"(found {sorted(files)})")
         files = {s: p for s, p in files.items() if s in wanted}
-    entries, official = [], []
+    entries, found = [], []
     for subset in ("training", "validation", "testing"):
         if subset in files:
             part = read_csv(files[subset], subset)
             log.info("%s: %d clips", files[subset], len(part))
             entries.extend(part)
-            official.extend(e.label for e in part if e.label is not None)
-    official = list(dict.fromkeys(official))
-    n = _class_count(files, len(official))
+            found.extend(e.label for e in part if e.label is not None)
+    found = list(dict.fromkeys(found))
+    reference = _reference_order(train_file, entries if "training" in files else None)
+    n = _class_count(files, len(found))
     dataset = f"kinetics{n}" if n else "kinetics"
     name = opts.name or dataset
-    return [build_single_label(entries, official, opts, dataset=dataset,
+    return [build_single_label(entries, found, opts, dataset=dataset,
                                files=[files[s] for s in files], filename=f"{name}.json",
-                               official=official, alias=store_alias)]
+                               reference=reference or found, alias=store_alias)]
+
+
+def _reference_order(train_file, entries=None):
+    """Labels in order of first appearance in the training CSV (its `entries` when already
+    read), or None without one."""
+    if train_file is None:
+        log.warning("no Kinetics training CSV: the reference's label order (first appearance in "
+                    "the training file) is approximated by first appearance in the files read")
+        return None
+    if entries is None:
+        entries = read_csv(train_file, "training")
+    return list(dict.fromkeys(e.label for e in entries
+                              if e.subset == "training" and e.label is not None))
 
 
 def _class_count(files, n_found):

@@ -7,6 +7,8 @@ too, given with ``--classes``), ``trainingSet.csv`` and ``validationSet.csv``
 Video ids are the file stems as the reference names them (a stem found in several classes
 keeps its ``label/stem`` path as id instead, with a warning). Frames are expected at
 ``<label>/<id>``; the layout of the official archive (``training/<label>/<file>``) matches too.
+Labels are in the class list's line order by default, as the reference's mit_json reads it
+(for ``moments_categories.txt``, whose lines are in index order, that is the index order).
 """
 import csv
 import logging
@@ -36,6 +38,7 @@ def build(folder, opts: BuildOptions, classes_file=None):
         raise AnnotationError(f"{class_path}: class list not found; pass one with --classes"
                               + (f" (candidates here: {others})" if others else ""))
     classes = read_class_list(class_path)
+    reference = read_class_list(class_path, by_index=False)
     files = [class_path]
     entries = []
     for subset, name in SET_FILES.items():
@@ -50,7 +53,7 @@ def build(folder, opts: BuildOptions, classes_file=None):
         entries.extend(part)
     _unique_ids(entries)
     return [build_single_label(entries, classes, opts, dataset=DATASET, files=files,
-                               filename=f"{opts.name or DATASET}.json", official=classes)]
+                               filename=f"{opts.name or DATASET}.json", reference=reference)]
 
 
 def _read_set(path, subset, class_set):

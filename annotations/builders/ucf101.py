@@ -5,6 +5,7 @@
 The class of a video is its folder name, which is the classInd spelling; the file names keep
 the official case quirk (folder ``HandstandPushups``, files ``v_HandStandPushups_*``). Video ids
 are the file stems, as the reference names them; frames are expected at ``<class>/<id>``.
+Labels are in classInd.txt's order by default, as the reference's ucf101_json gives them.
 """
 from pathlib import Path, PurePosixPath
 
@@ -32,7 +33,7 @@ def build(folder, opts: BuildOptions, splits=SPLITS):
                    + _read_list(test, "validation", classes, class_set))
         outputs.append(build_single_label(
             entries, classes, opts, dataset=DATASET, files=[class_file, train, test],
-            filename=f"ucf101_0{split}.json", official=classes))
+            filename=f"ucf101_0{split}.json", reference=classes))
     return outputs
 
 
