@@ -9,12 +9,11 @@
 Choices follow a seeded hash of the class name or video id: the same seed gives the same subset
 on any machine, and changing the seed gives an independent one.
 """
-import copy
 import hashlib
 import logging
 from collections import OrderedDict
 
-from .schema import AnnotationError, annotation_classes as _tags, validate
+from .schema import AnnotationError, annotation_classes as _tags
 
 log = logging.getLogger(__name__)
 
@@ -30,10 +29,12 @@ def _check_fraction(value, what):
 
 def make_subset(doc, *, categories=None, instances=None, seed=0, subsets=("training",),
            source_file=None):
-    """A new document holding a subset of `doc` (see the module docstring)."""
+    """A new document holding a subset of `doc` (see the module docstring). `doc` is left
+    unchanged and expected to be valid (as read_annotation returns it); the result shares its
+    unchanged entries and is validated when written (write_annotation)."""
     if categories is None and instances is None:
         raise AnnotationError("give --categories and/or --instances")
-    out = copy.deepcopy(doc)
+    out = dict(doc)
     step = {"op": "subset", "seed": seed}
     if source_file is not None:
         step["from"] = str(source_file)
@@ -47,8 +48,7 @@ def make_subset(doc, *, categories=None, instances=None, seed=0, subsets=("train
         step["instances"] = instances
         step["instance_subsets"] = sorted(subsets)
     if "history" in out:
-        out["history"].append(step)
-    validate(out, "subset annotation")
+        out["history"] = out["history"] + [step]
     return out
 
 
@@ -72,19 +72,27 @@ def _keep_categories(doc, fraction, seed):
         if not kept:
             dropped += 1
             continue
-        if "labels" in ann:
-            ann["labels"] = kept
-            if len(kept) == 1:
-                ann["label"] = kept[0]
-            else:
-                ann.pop("label", None)
-        if "segments" in ann:
-            ann["segments"] = [s for s in ann["segments"]
-                               if s.get("label") is None or s["label"] in chosen]
+        if "labels" in ann or "segments" in ann:
+            entry = dict(entry, annotations=_kept_tags(ann, kept, chosen))
         database[vid] = entry
     doc["database"] = database
     log.info("kept %d of %d classes; %d videos dropped, %d kept (%d unlabelled kept)",
              k, len(labels), dropped, len(database), unlabelled)
+
+
+def _kept_tags(ann, kept, chosen):
+    """A copy of an entry's annotations keeping only the classes chosen (`kept` of its tags)."""
+    ann = dict(ann)
+    if "labels" in ann:
+        ann["labels"] = kept
+        if len(kept) == 1:
+            ann["label"] = kept[0]
+        else:
+            ann.pop("label", None)
+    if "segments" in ann:
+        ann["segments"] = [s for s in ann["segments"]
+                           if s.get("label") is None or s["label"] in chosen]
+    return ann
 
 
 def _keep_instances(doc, fraction, seed, subsets):
