@@ -1,0 +1,219 @@
+"""r3d-features: a checkpoint's pooled activations for every sliding window of every video, with
+the windows' frames and times, in one HDF5 file (or .npy files and a manifest); resumable, and
+under torchrun each process takes a disjoint share of the videos."""
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from training import distributed
+from training.checkpoint_info import inference_transforms
+from training.models import CheckpointError
+
+from .featurefile import FORMATS, FeatureOutput
+from .options import (Loaded, add_input_options, add_model_options, file_hash, forward_crops,
+                      frame_settings, sources)
+from .sources import check_video_id
+from .windows import Batch, VideoFailed, VideoStarted, prefetch, window_stream
+
+log = logging.getLogger(__name__)
+
+PENULTIMATE = "penultimate"
+MAX_LISTED_FAILURES = 10
+
+EPILOG = """\
+examples:
+  r3d-features --video-path anet_hdf5 --annotation-path activitynet.json \\
+               --checkpoint r3d50_K_200ep.pth --model resnet --model-depth 50 --out anet.h5
+  r3d-features videos/*.mp4 --root videos --checkpoint runs/ft/best.pth --out feats.h5
+  torchrun --nproc-per-node 4 -m videoapps.features ... (one merged file at the end)
+docs/features.md describes the file.
+"""
+
+
+def build_parser():
+    p = argparse.ArgumentParser(
+        prog="r3d-features", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Extract clip features of every sliding window of videos, aligned to frames "
+                    "and seconds, into one HDF5 file. A rerun resumes.")
+    add_input_options(p)
+    p.add_argument("--root", type=Path, default=None,
+                   help="raw videos' ids are their paths relative to this folder, without "
+                        "extension (default: the file name without extension)")
+    add_model_options(p)
+    g = p.add_argument_group("features")
+    g.add_argument("--out", type=Path, required=True, help="FILE.h5, or a folder for --format npy")
+    g.add_argument("--format", choices=FORMATS, default="h5")
+    g.add_argument("--window", type=int, default=None,
+                   help="frames per window (default: the checkpoint's clip length)")
+    g.add_argument("--stride", type=int, default=None,
+                   help="frames between window starts (default: windows that do not overlap)")
+    g.add_argument("--layer", default=PENULTIMATE,
+                   help="module whose output is averaged over time and space, e.g. layer3, "
+                        "layer4, fc (default: the global-average-pooled features the "
+                        "classifier reads: 512-d for ResNet-18/34, 2048-d for ResNet-50+)")
+    g.add_argument("--crop", choices=("center", "nocrop", "five"), default="center",
+                   help="centre crop, whole frame, or the average over five crops (centre "
+                        "and corners)")
+    g.add_argument("--dtype", choices=("float32", "float16"), default="float32")
+    g.add_argument("--amp", choices=("bf16", "fp16"), default=None,
+                   help="mixed-precision forward pass on CUDA")
+    g.add_argument("--overwrite", action="store_true",
+                   help="start over instead of resuming (removes the output)")
+    return p
+
+
+def feature_function(model, layer):
+    """x -> [N, D]: the penultimate features, or the output of module `layer` averaged over
+    every dimension after the channels."""
+    if layer == PENULTIMATE:
+        return model.forward_features
+    modules = dict(model.named_modules())
+    if layer not in modules or not layer:
+        top = ", ".join(n for n, _ in model.named_children())
+        raise ValueError(f"--layer {layer!r} is not a module of the model; top-level modules: "
+                         f"{top} (or {PENULTIMATE}; nested names as 'layer4.1.conv2')")
+    captured = []
+    modules[layer].register_forward_hook(lambda module, inputs, output: captured.append(output))
+
+    def run(x):
+        captured.clear()
+        model(x)
+        y = captured[-1]
+        return y.flatten(2).mean(2) if y.dim() > 2 else y
+
+    return run
+
+
+def run_settings(args, loaded, sources_are_files) -> dict:
+    """The file-level attributes: what made the features."""
+    spec = loaded.spec
+    clip, sampler = loaded.clip, loaded.sampler
+    norm = clip["norm"]
+    settings = {"model": spec["model"], "depth": int(spec["depth"]),
+                "checkpoint": str(args.checkpoint),
+                "checkpoint_sha256": file_hash(args.checkpoint), "layer": args.layer,
+                "window": sampler.size, "stride": sampler.step, "t_stride": sampler.t_stride,
+                "crop": args.crop, "sample_size": int(clip["sample_size"]),
+                "norm_mean": [float(x) for x in norm["mean"]],
+                "norm_std": [float(x) for x in norm["std"]],
+                "value_scale": float(norm["value_scale"]), "dtype": args.dtype}
+    if sources_are_files:
+        fs = frame_settings(args)
+        settings.update(frame_height=fs.height, frame_short_side=fs.short_side,
+                        frame_fps=fs.fps, frame_quality=fs.quality)
+    return settings
+
+
+def extract(args) -> dict:
+    """Run r3d-features; returns {'videos', 'windows', 'failed': [(id, reason)], 'total'}."""
+    loaded = Loaded(args, window=args.window, stride=args.stride)
+    ctx, model = loaded.ctx, loaded.model
+    srcs = sources(args, root=args.root)
+    for s in srcs:
+        check_video_id(s.video_id)
+    output = FeatureOutput(args.out, args.format,
+                           run_settings(args, loaded, sources_are_files=bool(args.videos)))
+    if ctx.is_main:
+        output.prepare(overwrite=args.overwrite)
+    distributed.barrier(ctx)
+    done = output.done_ids()
+    mine = [s for i, s in enumerate(srcs)
+            if i % ctx.world_size == ctx.rank and s.video_id not in done]
+    fn = feature_function(model, args.layer)
+    transforms = inference_transforms(loaded.clip, args.crop)
+    stats = _run(mine, fn, transforms, loaded, output, args, ctx)
+    parts = distributed.gather_objects(ctx, stats)
+    total = None
+    distributed.barrier(ctx)
+    if ctx.is_main:
+        total = output.merge()
+    distributed.barrier(ctx)
+    return {"videos": sum(p["videos"] for p in parts), "windows": sum(p["windows"] for p in parts),
+            "failed": [f for p in parts for f in p["failed"]], "skipped": len(done),
+            "total": total}
+
+
+def _run(mine, fn, transforms, loaded, output, args, ctx):
+    dtype = np.float16 if args.dtype == "float16" else np.float32
+    amp = args.amp if ctx.device.type == "cuda" else None
+    stats = {"videos": 0, "windows": 0, "failed": []}
+    current = {}
+    bar = tqdm(total=len(mine), unit="video", disable=args.no_progress or not ctx.is_main,
+               dynamic_ncols=True, desc="r3d-features", file=sys.stderr)
+    start = time.perf_counter()
+    events = prefetch(window_stream(mine, loaded.sampler, transforms, args.batch))
+    with torch.no_grad():
+        for e in events:
+            if isinstance(e, VideoStarted):
+                current[e.slot] = [e, [None] * len(e.first), 0]
+            elif isinstance(e, VideoFailed):
+                current.pop(e.slot, None)
+                stats["failed"].append((e.source.video_id, e.reason))
+                log.warning("skipping %s: %s", e.source.video_id, e.reason)
+                bar.update(1)
+            elif isinstance(e, Batch):
+                with _autocast(ctx.device, amp):
+                    feats = forward_crops(fn, e.inputs, ctx).numpy()
+                for (slot, w), f in zip(e.owners, feats):
+                    entry = current[slot]
+                    entry[1][w] = f
+                    entry[2] += 1
+                    if entry[2] == len(entry[1]):
+                        del current[slot]
+                        _finish(entry, output, dtype)
+                        stats["videos"] += 1
+                        stats["windows"] += entry[2]
+                        bar.update(1)
+                elapsed = max(time.perf_counter() - start, 1e-9)
+                bar.set_postfix(windows_s=f"{stats['windows'] / elapsed:.1f}",
+                                videos_s=f"{stats['videos'] / elapsed:.2f}", refresh=False)
+    bar.close()
+    return stats
+
+
+def _autocast(device, amp):
+    if amp is None:
+        return torch.autocast(device.type, enabled=False)
+    return torch.autocast(device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
+
+
+def _finish(entry, output, dtype):
+    started, rows, _ = entry
+    video = started.video
+    output.write_video(started.source.video_id, np.stack(rows).astype(dtype), started.first,
+                       started.last, video.fps, video.n_frames, video.source)
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        result = extract(args)
+    except (CheckpointError, FileNotFoundError, ValueError, RuntimeError, OSError) as e:
+        print(f"r3d-features: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("r3d-features: interrupted; run the same command again to resume",
+              file=sys.stderr)
+        return 130
+    if result["total"] is None:
+        return 0
+    print(f"r3d-features: {result['videos']} videos ({result['windows']} windows) extracted, "
+          f"{result['skipped']} already done, {len(result['failed'])} failed; {result['total']} "
+          f"videos in {args.out}")
+    for vid, reason in result["failed"][:MAX_LISTED_FAILURES]:
+        print(f"  FAILED {vid}: {reason}")
+    if len(result["failed"]) > MAX_LISTED_FAILURES:
+        print(f"  ... and {len(result['failed']) - MAX_LISTED_FAILURES} more")
+    return 1 if result["failed"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,187 @@
+"""r3d-predict: a checkpoint's top classes for raw videos or the videos of a store, scored over
+sliding windows exactly as r3d-train's inference scores them (softmax per window, averaged per
+video)."""
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from training.annotation_file import read_annotation_file
+from training.checkpoint_info import class_names_of, inference_transforms
+from training.models import CheckpointError
+
+from .options import Loaded, add_input_options, add_model_options, forward_crops, sources
+from .windows import Batch, VideoFailed, VideoStarted, prefetch, window_stream
+
+log = logging.getLogger(__name__)
+
+EPILOG = """\
+examples:
+  r3d-predict clip.mp4 other.mkv --checkpoint runs/ft/best.pth
+  r3d-predict clip.mp4 --checkpoint r3d50_K_200ep.pth --model resnet --model-depth 50 \\
+              --labels kinetics700.txt --per-window --json
+  r3d-predict --video-path ucf101_hdf5 --annotation-path ucf101_01.json --subset validation \\
+              --checkpoint runs/ft/best.pth --json > predictions.json
+"""
+
+
+def build_parser():
+    p = argparse.ArgumentParser(
+        prog="r3d-predict", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Classify videos with a trained 3D CNN: every sliding window is scored and "
+                    "the softmax scores averaged per video, as r3d-train --inference does.")
+    add_input_options(p)
+    add_model_options(p)
+    g = p.add_argument_group("output")
+    g.add_argument("--labels", type=Path, default=None,
+                   help="class names for checkpoints that do not record them: a text file "
+                        "with one name per line, or an annotation file (its 'labels')")
+    g.add_argument("-k", "--top-k", type=int, default=5, help="classes shown per video")
+    g.add_argument("--per-window", action="store_true",
+                   help="also each window's frames, time span and top class")
+    g.add_argument("--stride", type=int, default=None,
+                   help="frames between window starts (default: windows that do not overlap)")
+    g.add_argument("--crop", choices=("center", "nocrop"), default=None,
+                   help="spatial crop (default: the checkpoint's inference crop, else center)")
+    g.add_argument("--json", action="store_true",
+                   help='print {"results": {video: [{"label", "score"}, ...]}} (r3d-eval reads '
+                        "it); with --per-window each video lists its windows instead")
+    return p
+
+
+def read_labels(path) -> list:
+    """Class names from a text file (one per line) or an annotation file's 'labels'."""
+    path = Path(path)
+    if path.suffix.lower() == ".json":
+        return [str(x) for x in read_annotation_file(path)["labels"]]
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as e:
+        raise FileNotFoundError(f"{path}: cannot read the labels: {e.strerror}") from None
+    return [line.strip() for line in lines if line.strip()]
+
+
+def class_names(ckpt, labels_path, n_classes):
+    """(names, note): the checkpoint's names, else --labels, else class indices with a note."""
+    if labels_path is not None:
+        names = read_labels(labels_path)
+        source = str(labels_path)
+    else:
+        names, source = class_names_of(ckpt), f"{ckpt.path}"
+    if names is None:
+        return [str(i) for i in range(n_classes)], (
+            f"{ckpt.path} records no class names and no --labels was given: showing class "
+            f"indices")
+    if len(names) != n_classes:
+        raise ValueError(f"{source} names {len(names)} classes, the model has {n_classes}")
+    return names, None
+
+
+def top(scores, names, k):
+    values, idx = torch.topk(scores.double(), min(k, len(names)))
+    return [{"label": names[i], "score": float(v)} for v, i in zip(values.tolist(),
+                                                                   idx.tolist())]
+
+
+def predict(args, out=sys.stdout) -> dict:
+    """Score the videos the options name; print and return {video: result}, and the failures
+    as (video, reason)."""
+    loaded = Loaded(args, stride=args.stride)
+    n_classes = loaded.ckpt.n_classes
+    names, note = class_names(loaded.ckpt, args.labels, n_classes)
+    if note:
+        print(f"r3d-predict: note: {note}", file=sys.stderr)
+    transforms = inference_transforms(loaded.clip, args.crop)
+    model, ctx = loaded.model, loaded.ctx
+
+    def scores(x):
+        return F.softmax(model(x).float(), dim=1)
+
+    results, failures, current = {}, [], {}
+    events = prefetch(window_stream(sources(args, keep_paths=True), loaded.sampler, transforms,
+                                    args.batch))
+    bar = tqdm(total=None, unit="video", disable=args.no_progress, leave=False,
+               dynamic_ncols=True, desc="r3d-predict", file=sys.stderr)
+    with torch.no_grad():
+        for e in events:
+            if isinstance(e, VideoStarted):
+                n = len(e.first)
+                current[e.slot] = (e, torch.zeros(n, n_classes, dtype=torch.float64), [0])
+            elif isinstance(e, VideoFailed):
+                current.pop(e.slot, None)
+                failures.append((e.source.video_id, e.reason))
+                print(f"r3d-predict: skipped {e.source.video_id}: {e.reason}", file=sys.stderr)
+            elif isinstance(e, Batch):
+                probs = forward_crops(scores, e.inputs, ctx)
+                for (slot, w), p in zip(e.owners, probs):
+                    started, table, filled = current[slot]
+                    table[w] = p.double()
+                    filled[0] += 1
+                    if filled[0] == len(table):
+                        del current[slot]
+                        vid = started.source.video_id
+                        results[vid] = _result(started, table, names, args)
+                        if not args.json:
+                            _print_video(vid, results[vid], args, out)
+                        bar.update(1)
+    bar.close()
+    if args.json:
+        json.dump({"results": results}, out, indent=1)
+        out.write("\n")
+    return results, failures
+
+
+def _result(started, table, names, args):
+    video = started.video
+    average = top(table.mean(0), names, args.top_k)
+    if not args.per_window:
+        return average
+    fps = video.fps
+    windows = []
+    for w, (a, b) in enumerate(zip(started.first.tolist(), started.last.tolist())):
+        entry = {"segment": [a, b + 1]}
+        if fps:
+            entry["seconds"] = [round(a / fps, 6), round((b + 1) / fps, 6)]
+        entry["result"] = top(table[w], names, args.top_k if args.json else 1)
+        windows.append(entry)
+    return {"result": average, "windows": windows} if not args.json else windows
+
+
+def _print_video(vid, result, args, out):
+    average = result["result"] if args.per_window else result
+    out.write(f"{vid}\n")
+    for rank, r in enumerate(average, 1):
+        out.write(f"  {rank}. {r['label']}  {r['score']:.4f}\n")
+    if args.per_window:
+        for w in result["windows"]:
+            span = (f"{w['seconds'][0]:.2f}-{w['seconds'][1]:.2f} s" if "seconds" in w
+                    else "")
+            best = w["result"][0]
+            out.write(f"    frames {w['segment'][0]}-{w['segment'][1] - 1} {span}: "
+                      f"{best['label']} {best['score']:.4f}\n")
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if args.top_k < 1:
+        parser.error("-k must be at least 1")
+    try:
+        _, failures = predict(args)
+    except (CheckpointError, FileNotFoundError, ValueError, RuntimeError) as e:
+        print(f"r3d-predict: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("r3d-predict: interrupted", file=sys.stderr)
+        return 130
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
