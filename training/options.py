@@ -1,7 +1,10 @@
-"""r3d-train's options: the reference implementation's opts.py set, in --kebab-case, with the
-papers' settings as defaults. docs/training.md maps every reference name to its r3d name."""
+"""r3d-train's options: the reference implementation's opts.py set, in --kebab-case or the
+reference's --snake_case, with the papers' settings as defaults (--reference-defaults: the
+reference's own). docs/training.md and docs/migrating.md map every reference name."""
 import argparse
 import json
+import re
+import sys
 from pathlib import Path
 
 from .models import MODEL_NAMES
@@ -13,6 +16,28 @@ FINE_TUNE = {"learning_rate": 0.001, "weight_decay": 1e-5}
 #: The first trained module when fine-tuning, per family: conv5_x and the classifier.
 FINE_TUNE_BEGIN = {"densenet": "denseblock4"}
 FINE_TUNE_BEGIN_DEFAULT = "layer4"
+#: r3d's default colour jitter strengths (brightness, contrast, saturation, hue).
+COLORJITTER = (0.4, 0.4, 0.4, 0.1)
+#: The reference's defaults where r3d's differ, applied by --reference-defaults to the options
+#: not given. Its ColorJitter is built without arguments, so --colorjitter changes nothing; its
+#: ft_begin_module '' fine-tunes every layer; it does not resume on its own.
+REFERENCE_DEFAULTS = {
+    "train_crop": "random", "lr_scheduler": "multistep", "ft_begin_module": "",
+    "learning_rate": 0.1, "weight_decay": 1e-3, "inference_stride": 16, "n_classes": 400,
+    "colorjitter_strengths": (0.0, 0.0, 0.0, 0.0), "temporal_rule": "reference",
+}
+#: Largest --sample-size accepted (the papers use 112 to 224).
+MAX_SAMPLE_SIZE = 1024
+#: The reference's options r3d-train does not take, and what to use instead.
+REJECTED = {
+    "distributed": "launch r3d-train under torchrun instead: torchrun --nproc-per-node N -m "
+                   "training.cli ... (docs/training.md)",
+    "dist_url": "torchrun sets the rendezvous: torchrun --rdzv-endpoint HOST:PORT ... "
+                "(docs/training.md)",
+    "world_size": "torchrun sets it: torchrun --nnodes N --nproc-per-node M ... "
+                  "(docs/training.md)",
+}
+_DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 
 EPILOG = """\
 examples:
@@ -28,11 +53,31 @@ examples:
 """
 
 
+class Parser(argparse.ArgumentParser):
+    """An argument parser that also takes every --dashed-option in the reference's
+    --snake_case spelling, and reports errors in one line (exit status 2)."""
+
+    def parse_known_args(self, args=None, namespace=None):
+        args = sys.argv[1:] if args is None else list(args)
+        return super().parse_known_args([self._dashed(a) for a in args], namespace)
+
+    def _dashed(self, arg):
+        if not arg.startswith("--") or "_" not in arg:
+            return arg
+        name, eq, value = arg.partition("=")
+        dashed = "--" + name[2:].replace("_", "-")
+        return dashed + eq + value if dashed in self._option_string_actions else arg
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} -h)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="r3d-train", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Train, fine-tune, validate and run inference with 3D CNNs on r3d stores. "
-                    "Resumes automatically from RESULT_PATH/last.pth.")
+                    "Resumes automatically from RESULT_PATH/last.pth. Every option is also "
+                    "taken in the reference's spelling (--video_path for --video-path).")
     g = p.add_argument_group("data")
     g.add_argument("--root-path", type=Path, default=None,
                    help="directory that relative --video-path, --annotation-path, "
@@ -52,15 +97,26 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--on-bad-video", choices=("raise", "skip"), default="raise",
                    help="a missing or unreadable video stops the run (raise) or is left out "
                         "with a warning (skip)")
+    g.add_argument("--remap-labels", action="store_true",
+                   help="when the checkpoint's recorded class names are in another order than "
+                        "the annotation's labels, reorder its output layer by name instead of "
+                        "refusing")
+    g.add_argument("--dataset", choices=("kinetics", "activitynet", "ucf101", "hmdb51", "mit"),
+                   default=None,
+                   help="accepted for the reference's command lines; r3d reads everything it "
+                        "needs from the annotation file")
+    g.add_argument("--file-type", choices=("jpg", "hdf5"), default=None,
+                   help="accepted for the reference's command lines; r3d recognises each "
+                        "store's format (JPEG directories, r3d HDF5, reference .hdf5 files)")
 
     g = p.add_argument_group("clips and augmentation")
     g.add_argument("--sample-size", type=int, default=112, help="crop height and width")
     g.add_argument("--sample-duration", type=int, default=16, help="frames per clip")
     g.add_argument("--sample-t-stride", type=int, default=1,
                    help="take every N-th frame, in training, validation and inference alike")
-    g.add_argument("--train-crop", choices=("corner", "random", "center"), default="corner",
-                   help="corner: the papers' multi-scale corner crop; random: random resized "
-                        "crop; center (default: %(default)s)")
+    g.add_argument("--train-crop", choices=("corner", "random", "center"), default=None,
+                   help="corner (default): the papers' multi-scale corner crop; random: random "
+                        "resized crop (the reference's default); center")
     g.add_argument("--train-crop-min-scale", type=float, default=0.25,
                    help="smallest area share of --train-crop random")
     g.add_argument("--train-crop-min-ratio", type=float, default=0.75,
@@ -69,7 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where the training clip is taken in the video")
     g.add_argument("--no-hflip", action="store_true", help="no random horizontal flip")
     g.add_argument("--colorjitter", action="store_true",
-                   help="random brightness, contrast, saturation (0.4) and hue (0.1)")
+                   help="random brightness, contrast, saturation (0.4) and hue (0.1); under "
+                        "--reference-defaults all strengths are 0, as in the reference")
     g.add_argument("--mean-dataset", choices=sorted(NORM_PRESETS), default="kinetics",
                    help="normalisation mean and std preset (default: %(default)s; use "
                         "kinetics with the reference's published checkpoints)")
@@ -111,9 +168,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--weight-decay", type=float, default=None,
                    help="default: 1e-3 from scratch, 1e-5 fine-tuning")
     g.add_argument("--nesterov", action="store_true", help="Nesterov momentum")
-    g.add_argument("--lr-scheduler", choices=("plateau", "multistep"), default="plateau",
-                   help="plateau: divide by 10 when the validation loss stops falling (the "
-                        "papers); multistep: divide by 10 at --multistep-milestones")
+    g.add_argument("--optimizer", choices=("sgd",), default="sgd",
+                   help="SGD, the only optimiser (as in the reference)")
+    g.add_argument("--lr-scheduler", choices=("plateau", "multistep"), default=None,
+                   help="plateau (default): divide by 10 when the validation loss stops falling "
+                        "(the papers); multistep (the reference's default): divide by 10 at "
+                        "--multistep-milestones")
     g.add_argument("--multistep-milestones", type=int, nargs="+", default=[50, 100, 150])
     g.add_argument("--overwrite-milestones", action="store_true",
                    help="on resume, use the milestones given now instead of the checkpoint's")
@@ -140,6 +200,15 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--no-resume", action="store_true",
                    help="start over even if RESULT_PATH/last.pth exists")
     g.add_argument("--no-tensorboard", action="store_true", help="CSV logs only")
+    g.add_argument("--tensorboard", action="store_true",
+                   help="TensorBoard logs even under --reference-defaults (which, like the "
+                        "reference, writes none without it); r3d writes them by default")
+    g.add_argument("--reference-defaults", action="store_true",
+                   help="the reference implementation's defaults for every option not given: "
+                        "random train crop, multistep scheduler, lr 0.1 and weight decay 1e-3 "
+                        "also when fine-tuning, every layer fine-tuned, inference stride 16, "
+                        "400 classes, colour jitter strengths 0, its validation clip positions, "
+                        "no TensorBoard, no automatic resume (docs/migrating.md)")
 
     g = p.add_argument_group("inference")
     g.add_argument("--inference", action="store_true",
@@ -157,12 +226,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write per-window results instead of the per-video average")
     g.add_argument("--inference-batch-size", type=int, default=None,
                    help="clips per inference batch (default: --batch-size)")
-    g.add_argument("--output-topk", type=int, default=5, help="labels kept per result")
+    g.add_argument("--output-topk", type=int, default=5,
+                   help="labels kept per result; 0 or less: every class (as the reference)")
 
     g = p.add_argument_group("hardware")
     g.add_argument("--device", default="auto",
                    help="auto (the GPU when CUDA is available), cpu, or cuda[:N]")
     g.add_argument("--no-cuda", action="store_true", help="same as --device cpu")
+    g.add_argument("--accimage", action="store_true",
+                   help="accepted for the reference's command lines; r3d always decodes JPEG "
+                        "with simplejpeg")
+    for name in REJECTED:
+        g.add_argument("--" + name.replace("_", "-"), dest=f"rejected_{name}", nargs="?",
+                       const=True, default=None, help=argparse.SUPPRESS)
     g.add_argument("--n-threads", type=int, default=4, help="DataLoader worker processes")
     g.add_argument("--amp", nargs="?", const="bf16", choices=("bf16", "fp16"), default=None,
                    help="mixed precision on CUDA (bf16 by default; fp16 uses a gradient "
@@ -195,8 +271,17 @@ def _under(root, path):
 
 
 def resolve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> argparse.Namespace:
-    """Check option combinations, apply --root-path and fill the defaults that depend on
-    fine-tuning. Errors go through parser.error (usage message, exit 2)."""
+    """Check option values and combinations, apply --root-path and fill the defaults that depend
+    on fine-tuning or --reference-defaults. Errors go through parser.error (one line, exit 2).
+
+    Besides the options, the result has `stores` ({root name or None: path}),
+    `colorjitter_strengths` ((brightness, contrast, saturation, hue), or None without
+    --colorjitter) and `temporal_rule` ("r3d" or "reference": the clip positions of
+    training.sampling); `output_topk` None means every class."""
+    for name, advice in REJECTED.items():
+        if getattr(args, f"rejected_{name}") is not None:
+            parser.error(f"--{name} is not an r3d-train option: {advice}")
+        delattr(args, f"rejected_{name}")
     root = args.root_path
     try:
         args.stores = parse_store_paths(args.video_path, root)
@@ -208,27 +293,69 @@ def resolve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> argpar
     args.resume_path = _under(root, args.resume_path)
     if not args.stores:
         parser.error("--video-path is required: the frame store the annotation's videos are in")
+    if args.result_path.exists() and not args.result_path.is_dir():
+        parser.error(f"--result-path {args.result_path} is a file, not a directory")
     if args.no_train and not (args.inference or not args.no_val):
         parser.error("nothing to do: --no-train with --no-val and without --inference")
-    for name in ("sample_size", "sample_duration", "sample_t_stride", "batch_size", "n_epochs",
-                 "n_val_samples", "checkpoint", "output_topk"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be at least 1")
-    if args.n_threads < 0:
-        parser.error("--n-threads must be 0 or more")
-    if args.inference_stride is not None and args.inference_stride < 1:
-        parser.error("--inference-stride must be at least 1")
+    _check_values(args, parser)
     if args.no_cuda:
         args.device = "cpu"
-    fine_tuning = args.pretrain_path is not None
-    for key, value in (FINE_TUNE if fine_tuning else SCRATCH).items():
-        if getattr(args, key) is None:
+    _check_device(args.device, parser)
+    defaults = dict(REFERENCE_DEFAULTS) if args.reference_defaults else {
+        "train_crop": "corner", "lr_scheduler": "plateau", "temporal_rule": "r3d",
+        "colorjitter_strengths": COLORJITTER, "n_classes": None, "inference_stride": None,
+        **(FINE_TUNE if args.pretrain_path is not None else SCRATCH)}
+    for key, value in defaults.items():
+        if getattr(args, key, None) is None:
             setattr(args, key, value)
-    if fine_tuning and args.ft_begin_module is None:
+    if not args.colorjitter:
+        args.colorjitter_strengths = None
+    if args.reference_defaults:
+        args.no_tensorboard = args.no_tensorboard or not args.tensorboard
+        args.no_resume = args.no_resume or args.resume_path is None
+    if args.n_pretrain_classes == 0:  # the reference's "not given"
+        args.n_pretrain_classes = None
+    if args.pretrain_path is not None and args.ft_begin_module is None:
         args.ft_begin_module = FINE_TUNE_BEGIN.get(args.model, FINE_TUNE_BEGIN_DEFAULT)
-    if args.inference_batch_size is None:
+    if args.inference_batch_size is None or args.inference_batch_size == 0:
         args.inference_batch_size = args.batch_size
+    if args.output_topk <= 0:
+        args.output_topk = args.n_classes
     return args
+
+
+def _check_values(args, parser):
+    for name in ("sample_size", "sample_duration", "sample_t_stride", "batch_size", "n_epochs",
+                 "n_val_samples", "checkpoint"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    if args.sample_size > MAX_SAMPLE_SIZE:
+        parser.error(f"--sample-size {args.sample_size} is more than {MAX_SAMPLE_SIZE} pixels")
+    if args.n_threads < 0:
+        parser.error("--n-threads must be 0 or more")
+    if args.plateau_patience < 0:
+        parser.error("--plateau-patience must be 0 or more")
+    if any(m < 1 for m in args.multistep_milestones):
+        parser.error(f"--multistep-milestones must be epochs (1 or more), got "
+                     f"{args.multistep_milestones}")
+    if args.inference_stride is not None and args.inference_stride < 1:
+        parser.error("--inference-stride must be at least 1")
+    if args.inference_batch_size is not None and args.inference_batch_size < 0:
+        parser.error("--inference-batch-size must be 0 (same as --batch-size) or more")
+    if args.n_classes is not None and args.n_classes < 1:
+        parser.error("--n-classes must be at least 1")
+
+
+def _check_device(device, parser):
+    if not _DEVICE.match(device):
+        parser.error(f"--device {device!r}: use auto, cpu, cuda or cuda:N")
+    if device.startswith("cuda"):
+        import torch
+        if not torch.cuda.is_available():
+            parser.error(f"--device {device}: CUDA is not available here (use --device cpu)")
+        index = int(device.partition(":")[2] or 0)
+        if index >= torch.cuda.device_count():
+            parser.error(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s)")
 
 
 def parse(argv=None) -> argparse.Namespace:
