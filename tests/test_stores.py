@@ -243,7 +243,7 @@ def test_hdf5_direct_read_falls_back_to_h5py_for_chunked_data(tmp_path, stores):
            "key": "videos/x", "n_frames": 10, "fps": 25.0}
     (tmp_path / INDEX_NAME).write_text(json.dumps(rec) + "\n")
     store = Hdf5Store(tmp_path)
-    assert store._video("x")[3] is None  # no direct-read offset: read through h5py
+    assert not store.catalog.direct(store.catalog.row("x"))  # read through h5py
     assert store.read_bytes("x", [9, 0, 4]) == [files[9], files[0], files[4]]
 
 
@@ -252,7 +252,7 @@ def test_jpeg_dirs_without_index_count_their_files(tmp_path, stores):
     (root / INDEX_NAME).unlink()
     (root / "store.json").unlink()
     store = open_store(root)
-    assert type(store) is JpegDirStore and store._index is None
+    assert type(store) is JpegDirStore and store.catalog is None
     assert store.n_frames("walk/v_walk_0") == 30
     assert frame_levels(store.read("walk/v_walk_0", [1, 30])) == [0, 29]
     (root / "walk/v_walk_0" / frame_name(7)).unlink()
@@ -368,14 +368,14 @@ def _distinct(objects):
 
 def test_open_files_are_bounded(stores):
     h5 = Hdf5Store(stores["hdf5"], max_open_files=1)
-    shards = {h5._index[v]["path"] for v in VIDEOS}
+    shards = {h5.catalog.shard_path(h5.catalog.row(v)) for v in VIDEOS}
     assert len(shards) >= 2
     opened = []
     for vid in VIDEOS:
         h5.read(vid, [0])
-        opened.extend(s.h5 for s in h5._files.values())
+        opened.extend(h5._files.values())
         assert len(h5._files) == 1
-    assert sum(f.id.valid for f in _distinct(opened)) == 1  # evicted shards were closed
+    assert sum(s.is_open for s in _distinct(opened)) == 1  # evicted shards were closed
     for vid in VIDEOS:  # and reopen when needed again
         assert frame_levels(h5.read(vid, [1])) == [1]
     ref = ReferenceHdf5Store(stores["ref"], max_open_files=2)

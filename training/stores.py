@@ -15,9 +15,14 @@ Three layouts are read: JPEG frame directories (`JpegDirStore`), r3d's HDF5 shar
 (`Hdf5Store`, see storeformat.hdf5) and the reference's one-HDF5-file-per-video layout
 (`ReferenceHdf5Store`). `open_store(path)` picks the right one.
 
-HDF5 files are opened lazily by the process that reads them and kept in a small LRU cache; a
-forked DataLoader worker never uses a handle opened by its parent (the cache is keyed by process
-id and dropped when pickled), so each worker opens its own.
+Stores with an index.jsonl (written by r3d-preprocess) find their videos through the store's
+catalog (training.catalog: arrays in memory-mapped files, derived once from the index and the
+shards), so a process reading every video adds no private memory per video, and a clip from an
+r3d shard is one ``pread``.
+
+Files are opened lazily by the process that reads them and kept in a small LRU cache; a forked
+DataLoader worker never uses a handle opened by its parent (the cache is keyed by process id
+and dropped when pickled), so each worker opens its own.
 """
 import logging
 import os
@@ -29,7 +34,6 @@ import numpy as np
 
 from storeformat import (FRAME_TEMPLATE, INDEX_NAME, SETTINGS_NAME, frame_path, read_index,
                          read_settings)
-from storeformat.hdf5 import HDF5_LAYOUT
 
 from .decode import DecodeError, decode_clip
 
@@ -114,63 +118,53 @@ class FrameStore:
         return VideoNotFound(f"{self}: no video '{video}'{detail}")
 
 
-class _Indexed:
-    """Reads a store's index.jsonl (if present): done records by id, failure reasons."""
-
-    def _load_index(self, required: bool):
-        path = self.root / INDEX_NAME
-        if not path.exists():
-            if required:
-                raise FileNotFoundError(f"{self.root}: no {INDEX_NAME}; r3d stores are written by "
-                                        f"r3d-preprocess together with their index")
-            return None, {}
-        records = read_index(path)
-        done = {k: r for k, r in records.items() if r.get("status") == "done"}
-        failed = {k: r.get("reason", "") for k, r in records.items() if r.get("status") != "done"}
-        return done, failed
+def _catalog(root, kind, **options):
+    """The catalog of an indexed store (imported here: training.catalog builds on this module)."""
+    from .catalog import StoreCatalog
+    return StoreCatalog.open(root, kind=kind, **options)
 
 
-class JpegDirStore(FrameStore, _Indexed):
+class JpegDirStore(FrameStore):
     """One directory of ``image_%05d.jpg`` files per video, at ``root/<video key>``.
 
-    With an index.jsonl (stores written by r3d-preprocess) the index lists the videos and their
-    frame counts; without one (the reference layout), a video is a directory and its frame count
-    is the number of frame files, checked to be numbered 1..n without gaps."""
+    With an index.jsonl (stores written by r3d-preprocess) the store's catalog lists the videos
+    and their frame counts; without one (the reference layout), a video is a directory and its
+    frame count is the number of frame files, checked to be numbered 1..n without gaps."""
 
     def __init__(self, root):
         super().__init__(root)
-        self._index, self._failed = self._load_index(required=False)
+        self.catalog = _catalog(root, "jpg") if (self.root / INDEX_NAME).exists() else None
         self._counts = {}
 
     def __contains__(self, video) -> bool:
-        if self._index is not None:
-            return video in self._index
+        if self.catalog is not None:
+            return self.catalog.row(video) is not None
         return (self.root / video).is_dir()
 
     def failure(self, video):
-        return self._failed.get(video)
+        return self.catalog.failure(video) if self.catalog is not None else None
 
     def fps(self, video):
-        rec = self._index.get(video) if self._index is not None else None
-        return rec.get("fps") if rec else None
+        row = self.catalog.row(video) if self.catalog is not None else None
+        return self.catalog.fps(row) if row is not None else None
+
+    def _row(self, video):
+        row = self.catalog.row(video)
+        if row is None:
+            raise self._missing(video)
+        return row
 
     def video_dir(self, video) -> Path:
-        if self._index is not None:
-            rec = self._index.get(video)
-            if rec is None:
-                raise self._missing(video)
-            return self.root / rec["path"]
+        if self.catalog is not None:
+            return self.catalog.video_dir(self._row(video))
         path = self.root / video
         if not path.is_dir():
             raise self._missing(video)
         return path
 
     def n_frames(self, video) -> int:
-        if self._index is not None:
-            rec = self._index.get(video)
-            if rec is None:
-                raise self._missing(video)
-            return int(rec["n_frames"])
+        if self.catalog is not None:
+            return self.catalog.n_frames(self._row(video))
         n = self._counts.get(video)
         if n is None:
             n = self._counts[video] = self._count(video)
@@ -189,39 +183,43 @@ class JpegDirStore(FrameStore, _Indexed):
         return len(numbers)
 
     def read_bytes(self, video, frames) -> list:
-        directory = self.video_dir(video)
-        if self._index is not None:
-            self._check_frames(video, frames, int(self._index[video]["n_frames"]))
-        template = os.path.join(str(directory), FRAME_TEMPLATE)
-        out = []
-        for f in frames:
-            if f < 1:
-                raise FrameReadError(self, video, f, "frame numbers start at 1")
-            out.append(self._read_file(video, f, template.format(f)))
-        return out
+        if self.catalog is not None:
+            return self.catalog.read_bytes(self._row(video), frames)
+        return read_frame_files(self, video, self.video_dir(video), frames)
 
-    def _read_file(self, video, frame, path) -> bytes:
-        # os-level calls: a third of the system calls (and time) of open().read()
-        try:
-            fd = os.open(path, os.O_RDONLY)
-        except FileNotFoundError:
-            raise FrameReadError(self, video, frame, f"missing file {path}") from None
-        except OSError as e:
-            raise FrameReadError(self, video, frame, f"cannot open {path}: {e.strerror}") \
-                from None
-        try:
-            chunks = [os.read(fd, _READ_SIZE)]
-            while len(chunks[-1]) == _READ_SIZE:  # a frame bigger than one read
-                chunks.append(os.read(fd, _READ_SIZE))
-        except OSError as e:
-            raise FrameReadError(self, video, frame, f"cannot read {path}: {e.strerror}") \
-                from None
-        finally:
-            os.close(fd)
-        data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        if not data:
-            raise FrameReadError(self, video, frame, f"empty file {path}")
-        return data
+
+def read_frame_files(store, video, directory, frames) -> list:
+    """The bytes of the 1-based `frames` of a JPEG frame directory, in the order asked; errors
+    name `store`, `video` and the frame."""
+    template = os.path.join(str(directory), FRAME_TEMPLATE)
+    out = []
+    for f in frames:
+        if f < 1:
+            raise FrameReadError(store, video, f, "frame numbers start at 1")
+        out.append(_read_file(store, video, f, template.format(f)))
+    return out
+
+
+def _read_file(store, video, frame, path) -> bytes:
+    # os-level calls: a third of the system calls (and time) of open().read()
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        raise FrameReadError(store, video, frame, f"missing file {path}") from None
+    except OSError as e:
+        raise FrameReadError(store, video, frame, f"cannot open {path}: {e.strerror}") from None
+    try:
+        chunks = [os.read(fd, _READ_SIZE)]
+        while len(chunks[-1]) == _READ_SIZE:  # a frame bigger than one read
+            chunks.append(os.read(fd, _READ_SIZE))
+    except OSError as e:
+        raise FrameReadError(store, video, frame, f"cannot read {path}: {e.strerror}") from None
+    finally:
+        os.close(fd)
+    data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    if not data:
+        raise FrameReadError(store, video, frame, f"empty file {path}")
+    return data
 
 
 class _LRU(OrderedDict):
@@ -262,16 +260,14 @@ class _PerProcessFiles:
     def _reset(self):
         self._pid = os.getpid()
         self._files = _LRU(self.max_open_files, on_evict=self._close_file)
-        self._videos = _LRU(self.max_cached_videos)
 
-    def _cache(self):
+    def _cache(self) -> _LRU:
+        """This process's open files."""
         if self._pid != os.getpid():
             # Forked: the inherited handles belong to the parent. Forget them without closing
             # (closing would run HDF5 library code on the parent's state).
-            self._files = _LRU(self.max_open_files, on_evict=self._close_file)
-            self._videos = _LRU(self.max_cached_videos)
-            self._pid = os.getpid()
-        return self._files, self._videos
+            self._reset()
+        return self._files
 
     @staticmethod
     def _close_file(handle):
@@ -283,11 +279,10 @@ class _PerProcessFiles:
     def close(self):
         if self._pid == os.getpid():
             self._files.clear_all()
-            self._videos.clear()
 
     def __getstate__(self):
         state = self.__dict__.copy()
-        del state["_files"], state["_videos"], state["_pid"]
+        del state["_files"], state["_pid"]
         return state
 
     def __setstate__(self, state):
@@ -295,121 +290,48 @@ class _PerProcessFiles:
         self._reset()
 
 
-class _Shard:
-    """One open r3d shard: the h5py file and a raw descriptor for direct reads."""
-
-    def __init__(self, path):
-        import h5py
-        self.path = path
-        self.h5 = h5py.File(path, "r")
-        self.fd = os.open(path, os.O_RDONLY)
-
-    def close(self):
-        try:
-            self.h5.close()
-        finally:
-            os.close(self.fd)
-
-
-class Hdf5Store(_PerProcessFiles, FrameStore, _Indexed):
-    """r3d's HDF5 shards (many videos per file), located through the store's index.jsonl.
+class Hdf5Store(FrameStore):
+    """r3d's HDF5 shards (many videos per file), located through the store's catalog.
 
     A video's frames are contiguous JPEG bytes in one uint8 dataset, so a clip is one read.
     When the dataset is stored contiguously without filters (as r3d-preprocess writes it) that
-    read is a plain ``pread`` at the dataset's file offset; otherwise it goes through h5py."""
+    read is a plain ``pread`` at the offset the catalog recorded; otherwise it goes through
+    h5py. The shards' layout is checked once, when the catalog is derived."""
 
     first_frame = 0
 
-    def __init__(self, root, max_open_files: int = 32, max_cached_videos: int = 4096):
+    def __init__(self, root, max_open_files: int = 128):
         FrameStore.__init__(self, root)
-        self._index, self._failed = self._load_index(required=True)
-        bad = {r.get("format") for r in self._index.values()} - {"hdf5"}
-        if bad:
-            raise ValueError(f"{self.root}: index lists {sorted(map(str, bad))} videos, "
-                             f"not an HDF5 store")
-        self.max_cached_videos = max_cached_videos
-        _PerProcessFiles.__init__(self, max_open_files)
+        self.catalog = _catalog(root, "hdf5", max_open_files=max_open_files)
+
+    @property
+    def _files(self):
+        return self.catalog.open_files()
 
     def __contains__(self, video) -> bool:
-        return video in self._index
+        return self.catalog.row(video) is not None
 
     def failure(self, video):
-        return self._failed.get(video)
+        return self.catalog.failure(video)
 
     def fps(self, video):
-        rec = self._index.get(video)
-        return rec.get("fps") if rec else None
+        row = self.catalog.row(video)
+        return self.catalog.fps(row) if row is not None else None
 
-    def _record(self, video):
-        rec = self._index.get(video)
-        if rec is None:
+    def _row(self, video):
+        row = self.catalog.row(video)
+        if row is None:
             raise self._missing(video)
-        return rec
+        return row
 
     def n_frames(self, video) -> int:
-        return int(self._record(video)["n_frames"])
-
-    def _video(self, video):
-        files, videos = self._cache()
-        return videos.get_or_make(video, lambda: self._open_video(files, video))
-
-    @staticmethod
-    def _shard(files, path):
-        return files.get_or_make(path, lambda: _Shard(path))
-
-    def _open_video(self, files, video):
-        """(shard path, group key, frame offsets, file offset of the JPEG bytes or None)."""
-        rec = self._record(video)
-        path, key = self.root / rec["path"], rec.get("key")
-        try:
-            shard = self._shard(files, path)
-            layout = shard.h5.attrs.get("layout")
-            if isinstance(layout, bytes):
-                layout = layout.decode()
-            if layout != HDF5_LAYOUT:
-                raise ValueError(f"layout attribute is {layout!r}, expected {HDF5_LAYOUT!r}")
-            group = shard.h5[key]
-            jpeg = group["jpeg"]
-            offsets = group["offsets"][()].astype(np.int64)
-        except (OSError, KeyError, ValueError, TypeError) as e:
-            raise FrameReadError(self, video, None, f"cannot open {path} [{key}]: {e}") from None
-        n = int(rec["n_frames"])
-        if len(offsets) != n + 1 or offsets[-1] != jpeg.shape[0]:
-            raise FrameReadError(self, video, None, f"{path} [{key}] holds {len(offsets) - 1} "
-                                 f"frames / {jpeg.shape[0]} bytes, the index says {n} frames")
-        file_offset = None
-        if jpeg.chunks is None and jpeg.compression is None and \
-                not jpeg.id.get_create_plist().get_nfilters():
-            file_offset = jpeg.id.get_offset()
-            # Trust the direct read only if it sees the same bytes as HDF5 does.
-            if file_offset is not None:
-                probe = int(min(offsets[-1], 64))
-                if os.pread(shard.fd, probe, file_offset) != jpeg[:probe].tobytes():
-                    file_offset = None
-        return path, key, offsets, file_offset
+        return self.catalog.n_frames(self._row(video))
 
     def read_bytes(self, video, frames) -> list:
-        idx = np.asarray(list(frames), dtype=np.int64)
-        path, key, offsets, file_offset = self._video(video)
-        self._check_frames(video, idx, len(offsets) - 1)
-        if idx.size == 0:
-            return []
-        lo, hi = int(idx.min()), int(idx.max())
-        base, end = int(offsets[lo]), int(offsets[hi + 1])
-        files, _ = self._cache()
-        try:
-            shard = self._shard(files, path)
-            if file_offset is not None:
-                span = os.pread(shard.fd, end - base, file_offset + base)
-                if len(span) != end - base:
-                    raise OSError(f"short read ({len(span)} of {end - base} bytes)")
-            else:
-                span = shard.h5[key]["jpeg"][base:end].tobytes()
-        except (OSError, KeyError) as e:
-            raise FrameReadError(self, video, None, f"cannot read {path} [{key}]: {e}") from None
-        starts = (offsets[idx] - base).tolist()
-        stops = (offsets[idx + 1] - base).tolist()
-        return [span[a:b] for a, b in zip(starts, stops)]
+        return self.catalog.read_bytes(self._row(video), frames)
+
+    def close(self) -> None:
+        self.catalog.close()
 
 
 class ReferenceHdf5Store(_PerProcessFiles, FrameStore):
@@ -421,7 +343,6 @@ class ReferenceHdf5Store(_PerProcessFiles, FrameStore):
 
     def __init__(self, root, max_open_files: int = 64):
         FrameStore.__init__(self, root)
-        self.max_cached_videos = 1  # nothing cached per video beyond the open file
         self._counts = {}
         _PerProcessFiles.__init__(self, max_open_files)
 
@@ -454,7 +375,7 @@ class ReferenceHdf5Store(_PerProcessFiles, FrameStore):
 
     def _dataset(self, video):
         import h5py
-        files, _ = self._cache()
+        files = self._cache()
         path = self.path(video)
 
         def make():

@@ -1,0 +1,716 @@
+"""Video catalogs: every video of a store as numpy arrays, and one ``pread`` per clip.
+
+`StoreCatalog` holds the videos an r3d store's index.jsonl lists as converted, sorted by key:
+frame counts, fps and, for HDF5 shards, each video's shard, the file offset of its ``jpeg``
+dataset and its frame offsets (slices of one flat array). The arrays are memory-mapped files
+written next to the index (``<store>/.r3d-catalog/``, or under ``$R3D_CACHE`` /
+``~/.cache/r3d`` when the store folder is read-only), derived on first use (every shard read
+once with h5py) or ahead of time with ``python -m training.catalog STORE...``, and derived again
+when the index changes. A process reading every video thus adds no private memory per video,
+and a clip from an r3d shard is one read of a contiguous byte range, without HDF5 calls.
+
+`VideoCatalog` combines the stores of a run (root names -> stores, as annotation files name
+them): the parent finds videos by candidate keys; workers read them by integer row.
+"""
+import argparse
+import fcntl
+import hashlib
+import json
+import logging
+import math
+import os
+import sys
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from storeformat import INDEX_NAME, SETTINGS_NAME, read_settings
+from storeformat.hdf5 import HDF5_LAYOUT, attr_value, video_key
+
+from .stores import (FrameReadError, FrameStore, VideoNotFound, _PerProcessFiles, open_store,
+                     read_frame_files)
+
+log = logging.getLogger(__name__)
+
+CATALOG_VERSION = 1
+#: Folder of a store's catalog, next to its index (hidden: not a video of a JPEG store).
+CATALOG_DIR = ".r3d-catalog"
+META_NAME = "catalog.json"
+#: Bytes compared between a direct read and h5py's read when a catalog is derived.
+_PROBE = 64
+KINDS = {"hdf5": 0, "jpg": 1}  # the store format -> the number of its first frame
+
+
+def cache_root() -> Path:
+    """Where catalogs of read-only stores go: $R3D_CACHE, else ~/.cache/r3d."""
+    return Path(os.environ.get("R3D_CACHE") or Path.home() / ".cache" / "r3d")
+
+
+def catalog_dirs(root) -> list:
+    """Where a store's catalog may be, in order: in the store, then in the cache folder (under
+    a hash of the store's absolute path)."""
+    root = Path(root).resolve()
+    digest = hashlib.sha1(str(root).encode("utf-8", "surrogateescape")).hexdigest()[:16]
+    return [root / CATALOG_DIR, cache_root() / "catalogs" / digest]
+
+
+def _signature(index_path: Path) -> dict:
+    st = index_path.stat()
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def _inside(rel) -> bool:
+    """True when the relative path `rel` (from an index record) stays inside the store."""
+    if not isinstance(rel, str) or not rel or os.path.isabs(rel):
+        return False
+    norm = os.path.normpath(rel)
+    return norm != ".." and not norm.startswith(".." + os.sep)
+
+
+def _load_array(path: Path):
+    try:
+        return np.load(path, mmap_mode="r")
+    except ValueError:  # an empty array cannot be mapped
+        return np.load(path)
+
+
+@contextmanager
+def _shared_lock(directory: Path):
+    """Hold the catalog folder's lock file shared while loading (a process deriving the
+    catalog holds it exclusively); no lock where there is no lock file to open."""
+    try:
+        fd = os.open(directory / "lock", os.O_RDONLY)
+    except OSError:
+        yield
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _read_meta(directory: Path):
+    try:
+        meta = json.loads((directory / META_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return meta if isinstance(meta, dict) else None
+
+
+class _Shard:
+    """One shard opened by a reading process: a raw descriptor, and an h5py handle only for
+    videos that cannot be read directly (chunked or filtered data)."""
+
+    def __init__(self, path, size):
+        self.path = path
+        self.fd = os.open(path, os.O_RDONLY)
+        self.h5 = None
+        actual = os.fstat(self.fd).st_size
+        if actual != size:
+            os.close(self.fd)
+            self.fd = None
+            raise OSError(f"{actual} bytes where the catalog recorded {size}: the shard changed "
+                          f"since (python -m training.catalog --rebuild STORE)")
+
+    @property
+    def is_open(self) -> bool:
+        return self.fd is not None
+
+    def dataset(self, key):
+        if self.h5 is None:
+            import h5py
+            self.h5 = h5py.File(self.path, "r")
+        return self.h5[key]["jpeg"]
+
+    def close(self):
+        try:
+            if self.h5 is not None:
+                self.h5.close()
+        finally:
+            if self.fd is not None:
+                os.close(self.fd)
+            self.fd = self.h5 = None
+
+
+class StoreCatalog(_PerProcessFiles):
+    """The videos of one r3d store (HDF5 shards or JPEG directories with an index), as arrays.
+
+    Rows are the videos sorted by key. `row(key)` finds one (in the parent, while building
+    samples); everything else takes a row. Open with `StoreCatalog.open(root)`."""
+
+    _ARRAYS = {"hdf5": ("keys", "n_frames", "fps", "shard", "data", "start", "offsets"),
+               "jpg": ("keys", "n_frames", "fps")}
+
+    def __init__(self, root, directory, meta, max_open_files=128):
+        self.root = Path(root)
+        self.directory = Path(directory)
+        self.kind = meta["kind"]
+        self.first_frame = KINDS[self.kind]
+        self._meta = meta
+        self._shards = [(self.root / rel, size) for rel, size in meta.get("shards", ())]
+        self._map_arrays()
+        _PerProcessFiles.__init__(self, max_open_files)
+
+    def _map_arrays(self):
+        tag = self._meta["tag"]
+        for name in self._ARRAYS[self.kind]:
+            setattr(self, "_" + name, _load_array(self.directory / f"{tag}.{name}.npy"))
+        if self._meta.get("paths"):
+            self._paths = _load_array(self.directory / f"{tag}.paths.npy")
+        else:
+            self._paths = None
+        self._side = {}  # lazily read JSON side tables (failures, problems, h5py groups)
+
+    def __getstate__(self):
+        state = _PerProcessFiles.__getstate__(self)
+        for name in self._ARRAYS[self.kind] + ("paths", "side"):
+            state.pop("_" + name, None)
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._map_arrays()
+        self._reset()
+
+    def __repr__(self):
+        return f"StoreCatalog('{self.root}', {len(self)} {self.kind} videos)"
+
+    def __str__(self):
+        return str(self.root)
+
+    def __len__(self):
+        return len(self._keys)
+
+    # --- opening and deriving ---------------------------------------------------------------
+
+    @classmethod
+    def open(cls, root, kind=None, rebuild=False, progress=None, max_open_files=128):
+        """The catalog of the store at `root`, derived first when missing or older than the
+        store's index. `kind` ('hdf5' / 'jpg'): the store format expected (ValueError if the
+        index says otherwise)."""
+        root = Path(root)
+        index = root / INDEX_NAME
+        if not index.is_file():
+            raise FileNotFoundError(f"{root}: no {INDEX_NAME}; r3d stores are written by "
+                                    f"r3d-preprocess together with their index")
+        dirs = catalog_dirs(root)
+        if not rebuild:
+            for d in dirs:
+                found = cls._open_fresh(root, d, index, kind, max_open_files)
+                if found is not None:
+                    return found
+        for d in dirs:
+            try:
+                d.mkdir(parents=True, exist_ok=True)
+                lock = os.open(d / "lock", os.O_RDWR | os.O_CREAT, 0o666)
+            except OSError as e:
+                log.info("%s: cannot write a catalog in %s (%s)", root, d, e.strerror or e)
+                continue
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX)  # other processes of the run wait, then load
+                meta = _read_meta(d)
+                if rebuild or not cls._fresh(meta, index):
+                    meta = _derive(root, index, d, progress)
+            finally:
+                os.close(lock)
+            return cls._checked(root, d, meta, kind, max_open_files)
+        raise OSError(f"{root}: cannot write its catalog in {' or '.join(map(str, dirs))}")
+
+    @staticmethod
+    def _fresh(meta, index) -> bool:
+        return (meta is not None and meta.get("version") == CATALOG_VERSION
+                and meta.get("index") == _signature(index))
+
+    @classmethod
+    def _open_fresh(cls, root, directory, index, kind, max_open_files):
+        if not directory.is_dir():
+            return None
+        with _shared_lock(directory):
+            meta = _read_meta(directory)
+            if not cls._fresh(meta, index):
+                return None
+            try:
+                return cls._checked(root, directory, meta, kind, max_open_files)
+            except FileNotFoundError:  # replaced meanwhile by another process: derive again
+                return None
+
+    @classmethod
+    def _checked(cls, root, directory, meta, kind, max_open_files):
+        if kind is not None and meta["kind"] != kind and meta["videos"]:
+            name = {"hdf5": "an HDF5", "jpg": "a JPEG directory"}[kind]
+            raise ValueError(f"{root}: index lists ['{meta['kind']}'] videos, not {name} "
+                             f"store")
+        return cls(root, directory, meta, max_open_files)
+
+    # --- lookups ----------------------------------------------------------------------------
+
+    def row(self, key):
+        """Row of the video `key`, or None when the store has no such (converted) video."""
+        if not isinstance(key, str):
+            return None
+        data = key.encode("utf-8", "surrogateescape")
+        if not data or len(data) > self._keys.dtype.itemsize:
+            return None
+        i = int(np.searchsorted(self._keys, data))
+        return i if i < len(self._keys) and self._keys[i] == data else None
+
+    def key(self, row) -> str:
+        return self._keys[row].decode("utf-8", "surrogateescape")
+
+    def n_frames(self, row) -> int:
+        return int(self._n_frames[row])
+
+    def fps(self, row):
+        """Frame rate recorded by the index, or None."""
+        value = float(self._fps[row])
+        return None if math.isnan(value) else value
+
+    def failure(self, key):
+        """Why `key` is not in the store (its conversion failed), or None."""
+        return self._side_table("failed").get(key)
+
+    def problem(self, row):
+        """Why a listed video cannot be read (found when the catalog was derived), or None."""
+        return self._side_table("problems").get(str(row)) if self._meta.get("problems") else None
+
+    def direct(self, row) -> bool:
+        """True when the video is read with one pread (r3d shards written contiguously)."""
+        return self.kind == "hdf5" and int(self._data[row]) >= 0
+
+    def shard_path(self, row) -> Path:
+        return self._shards[int(self._shard[row])][0]
+
+    def video_dir(self, row) -> Path:
+        """Frame directory of a row of a JPEG store."""
+        rel = self._paths[row].decode("utf-8", "surrogateescape") if self._paths is not None \
+            else self.key(row)
+        return self.root / rel
+
+    def _side_table(self, name):
+        table = self._side.get(name)
+        if table is None:
+            path = self.directory / f"{self._meta['tag']}.{name}.json"
+            table = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+            self._side[name] = table
+        return table
+
+    # --- reading ----------------------------------------------------------------------------
+
+    def open_files(self):
+        """This process's open shards (an LRU of at most max_open_files)."""
+        return self._cache()
+
+    def read_bytes(self, row, frames) -> list:
+        """JPEG bytes of `frames` (the store's numbering) of the video at `row`, in the order
+        asked; for r3d shards one pread of the bytes from the first to the last frame asked."""
+        idx = np.fromiter(frames, dtype=np.int64) if not isinstance(frames, np.ndarray) \
+            else frames.astype(np.int64, copy=False)
+        n = int(self._n_frames[row])
+        if idx.size:
+            lo, hi = int(idx.min()), int(idx.max())
+            if lo < self.first_frame or hi >= self.first_frame + n:
+                bad = int(idx[(idx < self.first_frame) | (idx >= self.first_frame + n)][0])
+                raise FrameReadError(self, self.key(row), bad, f"out of range: the video has {n} "
+                                     f"frames, numbered {self.first_frame}.."
+                                     f"{self.first_frame + n - 1}")
+        reason = self.problem(row)
+        if reason:
+            raise FrameReadError(self, self.key(row), None, reason)
+        if self.kind == "jpg":
+            return read_frame_files(self, self.key(row), self.video_dir(row), idx.tolist())
+        if not idx.size:
+            return []
+        start = int(self._start[row])
+        offsets = self._offsets[start:start + n + 1]
+        base, end = int(offsets[lo]), int(offsets[hi + 1])
+        shard_no = int(self._shard[row])
+        path, size = self._shards[shard_no]
+        data_offset = int(self._data[row])
+        try:
+            shard = self._cache().get_or_make(shard_no, lambda: _Shard(path, size))
+            if data_offset >= 0:
+                span = os.pread(shard.fd, end - base, data_offset + base)
+                if len(span) != end - base:
+                    raise OSError(f"short read ({len(span)} of {end - base} bytes)")
+            else:
+                group = self._side_table("groups")[str(row)]
+                span = shard.dataset(group)[base:end].tobytes()
+        except (OSError, KeyError) as e:
+            raise FrameReadError(self, self.key(row), None, f"cannot read {path}: {e}") from None
+        starts = (offsets[idx] - base).tolist()
+        stops = (offsets[idx + 1] - base).tolist()
+        return [span[a:b] for a, b in zip(starts, stops)]
+
+
+# --- deriving a catalog ------------------------------------------------------------------------
+
+def _index_records(index: Path):
+    """{id: record} of the index, keeping only what a catalog needs, line by line (the full
+    records of a million-video index would take gigabytes). Same rules as read_index: the
+    last record of an id wins; a torn last line is ignored with a warning."""
+    done, failed = {}, {}
+    with open(index, "rb") as f:
+        lines = f.read().split(b"\n")
+    last = len(lines) - 1
+    for lineno, raw in enumerate(lines, 1):
+        if not raw.strip():
+            continue
+        try:
+            rec = json.loads(raw)
+            if not isinstance(rec, dict) or "id" not in rec or "status" not in rec:
+                raise ValueError("record without 'id' and 'status'")
+        except ValueError as e:
+            if lineno - 1 == last:
+                log.warning("%s: ignoring incomplete last line %d (interrupted write)", index,
+                            lineno)
+                continue
+            raise ValueError(f"{index}: line {lineno}: malformed index record: {e}") from None
+        vid = str(rec["id"])
+        if rec["status"] == "done":
+            failed.pop(vid, None)
+            done[vid] = (rec.get("format"), rec.get("path"), rec.get("key"),
+                         int(rec.get("n_frames") or 0), rec.get("fps"))
+        else:
+            done.pop(vid, None)
+            failed[vid] = str(rec.get("reason", ""))
+    return done, failed
+
+
+def _store_kind(root: Path, done: dict) -> str:
+    formats = {r[0] for r in done.values()}
+    if not formats:
+        settings = read_settings(root / SETTINGS_NAME) or {}
+        formats = {settings.get("format") or "jpg"}
+    if len(formats) > 1 or not formats <= set(KINDS):
+        raise ValueError(f"{root}: index lists {sorted(map(str, formats))} videos: one of "
+                         f"{sorted(KINDS)} expected")
+    return formats.pop()
+
+
+def _derive(root: Path, index: Path, directory: Path, progress) -> dict:
+    """Write the catalog of `root` into `directory` (under its lock) and return its meta."""
+    signature = _signature(index)
+    done, failed = _index_records(index)
+    kind = _store_kind(root, done)
+    ids = sorted(done, key=lambda v: v.encode("utf-8", "surrogateescape"))
+    keys = np.array([v.encode("utf-8", "surrogateescape") for v in ids],
+                    dtype=f"S{max([len(v.encode('utf-8', 'surrogateescape')) for v in ids] + [1])}")
+    n_frames = np.array([done[v][3] for v in ids], dtype=np.int32)
+    fps = np.array([np.nan if done[v][4] is None else float(done[v][4]) for v in ids],
+                   dtype=np.float32)
+    tag = uuid.uuid4().hex[:12]
+    problems, extra = {}, {}
+    arrays = {"keys": keys, "n_frames": n_frames, "fps": fps}
+    meta = {"version": CATALOG_VERSION, "kind": kind, "index": signature, "tag": tag,
+            "videos": len(ids)}
+    if kind == "jpg":
+        paths = [done[v][1] for v in ids]
+        for row, (vid, rel) in enumerate(zip(ids, paths)):
+            if not _inside(rel):
+                problems[str(row)] = f"its index path {rel!r} leaves the store"
+        if any(rel != vid for vid, rel in zip(ids, paths)):
+            arrays["paths"] = np.array([str(p).encode("utf-8", "surrogateescape")
+                                        for p in paths])
+            meta["paths"] = True
+    else:
+        meta["shards"] = _derive_shards(root, directory, tag, ids, done, n_frames, arrays,
+                                        problems, extra, progress)
+    for name, array in arrays.items():
+        if name != "offsets":  # written in place while the shards were read
+            np.save(directory / f"{tag}.{name}.npy", array)
+    for name, table in (("failed", failed), ("problems", problems), ("groups", extra)):
+        if table:
+            (directory / f"{tag}.{name}.json").write_text(json.dumps(table), encoding="utf-8")
+    meta["problems"] = len(problems)
+    if problems:
+        first = next(iter(problems.items()))
+        log.warning("%s: %d listed video(s) cannot be read, e.g. %r: %s", root, len(problems),
+                    ids[int(first[0])], first[1])
+    tmp = directory / f"{META_NAME}.{tag}.tmp"
+    tmp.write_text(json.dumps(meta), encoding="utf-8")
+    os.replace(tmp, directory / META_NAME)
+    for old in directory.iterdir():  # files of earlier catalogs (readers keep their maps)
+        if old.name not in (META_NAME, "lock") and not old.name.startswith(tag + "."):
+            old.unlink()
+    log.info("%s: catalog of %d videos written to %s", root, len(ids), directory)
+    return meta
+
+
+def _derive_shards(root, directory, tag, ids, done, n_frames, arrays, problems, groups,
+                   progress) -> list:
+    """Read every shard once: where each video's bytes are, checked against the index."""
+    import h5py
+    count = len(ids)
+    shard_of = np.full(count, -1, dtype=np.int32)
+    data = np.full(count, -1, dtype=np.int64)
+    start = np.zeros(count, dtype=np.int64)
+    if count:
+        np.cumsum(n_frames[:-1].astype(np.int64) + 1, out=start[1:])
+    total = int(start[-1] + n_frames[-1] + 1) if count else 0
+    name = directory / f"{tag}.offsets.npy"
+    if total:  # filled in place, shard by shard: it can be larger than memory
+        offsets = np.lib.format.open_memmap(name, mode="w+", dtype=np.int64, shape=(total,))
+    else:
+        offsets = np.zeros(0, dtype=np.int64)
+        np.save(name, offsets)
+    by_shard = {}
+    for row, vid in enumerate(ids):
+        by_shard.setdefault(str(done[vid][1]), []).append(row)
+    shards = []
+    for number, rel in enumerate(tqdm(sorted(by_shard), desc=f"cataloguing {root}", unit=" shard",
+                                      disable=None if progress is None else not progress,
+                                      leave=False)):
+        rows = by_shard[rel]
+        shard_of[rows] = number
+        path = root / rel
+        if not _inside(rel):
+            shards.append([rel, -1])
+            for row in rows:
+                problems[str(row)] = f"its shard path {rel!r} leaves the store"
+            continue
+        try:
+            size = os.path.getsize(path)
+        except OSError:
+            size = -1
+        shards.append([rel, size])
+        try:
+            with h5py.File(path, "r") as h5:
+                layout = attr_value(h5.attrs.get("layout"))
+                if layout != HDF5_LAYOUT:
+                    raise ValueError(f"layout attribute is {layout!r}, expected "
+                                     f"{HDF5_LAYOUT!r}")
+                fd = os.open(path, os.O_RDONLY)
+                try:
+                    for row in rows:
+                        vid = ids[row]
+                        key = done[vid][2] or video_key(vid)
+                        reason = _locate_video(h5, fd, key, int(n_frames[row]), row, start,
+                                               offsets, data, groups)
+                        if reason:
+                            problems[str(row)] = f"{path} [{key}] {reason}"
+                finally:
+                    os.close(fd)
+        except (OSError, ValueError, TypeError) as e:
+            for row in rows:
+                problems[str(row)] = f"cannot open {path}: {e}"
+    if total:
+        offsets.flush()
+    del offsets
+    arrays.update(shard=shard_of, data=data, start=start)
+    return shards
+
+
+def _locate_video(h5, fd, key, n, row, start, offsets, data, groups):
+    """Record one video's frame offsets and the file offset of its bytes; returns what is
+    wrong with it, or None."""
+    try:
+        group = h5[key]
+        jpeg = group["jpeg"]
+        frame_offsets = np.asarray(group["offsets"][()], dtype=np.int64)
+    except (KeyError, OSError, TypeError, ValueError) as e:
+        return f"cannot be read: {e}"
+    if len(frame_offsets) != n + 1 or frame_offsets[-1] != jpeg.shape[0] or \
+            frame_offsets[0] != 0 or (np.diff(frame_offsets) < 0).any():
+        return (f"holds {len(frame_offsets) - 1} frames / {jpeg.shape[0]} bytes, the index "
+                f"says {n} frames")
+    offsets[start[row]:start[row] + n + 1] = frame_offsets
+    if jpeg.chunks is None and jpeg.compression is None and \
+            not jpeg.id.get_create_plist().get_nfilters():
+        file_offset = jpeg.id.get_offset()
+        probe = int(min(frame_offsets[-1], _PROBE))
+        # Trust the direct read only if it sees the same bytes as HDF5 does.
+        if file_offset is not None and os.pread(fd, probe, file_offset) == \
+                jpeg[:probe].tobytes():
+            data[row] = file_offset
+            return None
+    groups[str(row)] = key
+    return None
+
+
+# --- the stores of a run ---------------------------------------------------------------------
+
+class _FoundVideos:
+    """Videos of a store without a catalog (the reference's layouts, other FrameStores),
+    numbered in the order they are found. `freeze` moves the keys into one bytes array, so
+    that workers reading by row touch no per-video Python object."""
+
+    def __init__(self, store):
+        self.store = store
+        self.first_frame = store.first_frame
+        self._rows = {}
+        self._keys = np.zeros(0, dtype="S1")
+        self._new = []
+
+    def row(self, key):
+        row = self._rows.get(key)
+        if row is None and key in self.store:
+            row = self._rows[key] = len(self._rows)
+            self._new.append(key)
+        return row
+
+    def key(self, row) -> str:
+        if row < len(self._keys):
+            return self._keys[row].decode("utf-8", "surrogateescape")
+        return self._new[row - len(self._keys)]
+
+    def freeze(self):
+        if self._new:
+            new = np.array([k.encode("utf-8", "surrogateescape") for k in self._new])
+            self._keys = np.concatenate([self._keys, new])
+            self._new = []
+
+    def n_frames(self, row) -> int:
+        return self.store.n_frames(self.key(row))
+
+    def fps(self, row):
+        return self.store.fps(self.key(row))
+
+    def failure(self, key):
+        return self.store.failure(key)
+
+    def read_bytes(self, row, frames) -> list:
+        return self.store.read_bytes(self.key(row), frames)
+
+    def close(self):
+        self.store.close()
+
+
+class VideoCatalog:
+    """The videos of a run's stores, numbered by global rows (ints).
+
+    `stores` is one store (a FrameStore or a path) or a dict mapping an annotation file's root
+    names to stores; roots that `doc` (the annotation file) names with a path are opened from
+    it when first needed. `find` locates a video (in the parent, while building samples); the
+    per-row methods read it (in the workers). Row r belongs to store ``r % len(names)``."""
+
+    def __init__(self, stores, doc=None):
+        if isinstance(stores, (FrameStore, str, Path)):
+            stores = {None: stores}
+        if not isinstance(stores, dict) or not stores:
+            raise TypeError("stores must be a FrameStore, a path, or a non-empty dict of them")
+        roots = (doc or {}).get("roots") or {}
+        self.names = list(stores) + [name for name in roots if name not in stores]
+        self._given = len(stores)
+        self._sources = list(stores.values()) + [(roots[name] or {}).get("path")
+                                                 for name in self.names[len(stores):]]
+        self._stores = [None] * len(self.names)
+        self._tables = [None] * len(self.names)
+
+    def __len__(self):
+        """Number of stores."""
+        return len(self.names)
+
+    def _open(self, i):
+        if self._tables[i] is None:
+            source = self._sources[i]
+            if not source:
+                name = self.names[i]
+                raise VideoNotFound(f"root {name!r} has no path in the annotation file: pass "
+                                    f"its store as stores={{{name!r}: ...}}")
+            store = source if isinstance(source, FrameStore) else open_store(source)
+            table = getattr(store, "catalog", None)
+            self._stores[i] = store
+            self._tables[i] = table if isinstance(table, StoreCatalog) else _FoundVideos(store)
+        return self._tables[i]
+
+    def _search(self, root) -> list:
+        if root is None:
+            return list(range(self._given))
+        if root not in self.names:
+            raise VideoNotFound(f"root {root!r} has no path in the annotation file: pass its "
+                                f"store as stores={{{root!r}: ...}}")
+        return [self.names.index(root)]
+
+    def find(self, root, keys, video_id=None) -> int:
+        """Global row of the first of `keys` found: in the store of root name `root`, or in
+        every store given when `root` is None. Raises VideoNotFound naming the keys tried and
+        any recorded conversion failure."""
+        order = self._search(root)
+        tables = [self._open(i) for i in order]
+        for i, table in zip(order, tables):
+            for key in keys:
+                row = table.row(key)
+                if row is not None:
+                    return row * len(self.names) + i
+        stores = [self._stores[i] for i in order]
+        reasons = [f"{s}: {r}" for s, t in zip(stores, tables) for r in map(t.failure, keys) if r]
+        detail = f" (conversion failed: {reasons[0]})" if reasons else ""
+        name = video_id if video_id is not None else keys[0]
+        raise VideoNotFound(f"video {name!r} not found as {' or '.join(map(repr, keys))} in "
+                            f"{', '.join(map(str, stores))}{detail}")
+
+    def _split(self, row):
+        i = row % len(self.names)
+        return self._open(i), row // len(self.names)
+
+    def store_index(self, row) -> int:
+        return int(row) % len(self.names)
+
+    def store(self, row) -> FrameStore:
+        self._split(row)
+        return self._stores[self.store_index(row)]
+
+    def first_frame(self, row) -> int:
+        return self._split(row)[0].first_frame
+
+    def key(self, row) -> str:
+        table, local = self._split(row)
+        return table.key(local)
+
+    def n_frames(self, row) -> int:
+        table, local = self._split(row)
+        return table.n_frames(local)
+
+    def fps(self, row):
+        table, local = self._split(row)
+        return table.fps(local)
+
+    def read_bytes(self, row, frames) -> list:
+        """JPEG bytes of `frames` (in the store's own numbering, see first_frame) of a row."""
+        table, local = self._split(row)
+        return table.read_bytes(local, frames)
+
+    def freeze(self):
+        """Move what `find` gathered into arrays; call once the samples are built, before
+        DataLoader workers start."""
+        for table in self._tables:
+            if isinstance(table, _FoundVideos):
+                table.freeze()
+
+    def close(self):
+        """Close this process's open files (they reopen when read again)."""
+        for table in self._tables:
+            if table is not None:
+                table.close()
+
+
+# --- python -m training.catalog ----------------------------------------------------------------
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m training.catalog",
+        description="Derive the catalog of r3d stores ahead of training (done on first use "
+                    "otherwise): reads every shard once. Written in STORE/.r3d-catalog, or "
+                    "under $R3D_CACHE (default ~/.cache/r3d) when STORE is read-only.")
+    parser.add_argument("stores", nargs="+", metavar="STORE", help="an r3d store folder")
+    parser.add_argument("--rebuild", action="store_true",
+                        help="derive again even when the catalog matches the index")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        for store in args.stores:
+            catalog = StoreCatalog.open(store, rebuild=args.rebuild, progress=True)
+            print(f"{store}: {len(catalog)} {catalog.kind} videos, catalog in "
+                  f"{catalog.directory}")
+    except (OSError, ValueError) as e:
+        print(f"python -m training.catalog: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
