@@ -9,8 +9,19 @@ inference samplers, which rebuilt clips with ``range``, ignore the stride.)
 
 When a video is shorter than a clip's span, the frames it has are repeated in order until the
 clip is full (loop padding), as in the reference.
+
+The crops take `rule`: "r3d" (the default, described on each class) or "reference", the
+reference implementation's positions exactly, for reproducing its runs (r3d-train
+--reference-defaults): the frame list is first thinned to every `t_stride`-th frame; its even
+crop steps ``max(1, ceil((n - 1 - size) / (n_clips - 1)))`` entries from the first, each clip
+being the `size` consecutive frame numbers from its start (the stride is not applied inside a
+clip) and the first one that runs past the end, loop-padded, being the last; its centre crop
+starts at entry ``n // 2 - size // 2`` (at least 0); its random crop never starts at the last
+possible entry.
 """
 import random as _random
+
+RULES = ("r3d", "reference")
 
 
 def loop_pad(frames, size: int) -> list:
@@ -26,13 +37,17 @@ def loop_pad(frames, size: int) -> list:
 
 
 class TemporalSampler:
-    """Base class: `size` frames per clip, `t_stride` apart."""
+    """Base class: `size` frames per clip, `t_stride` apart, placed by `rule` (r3d or
+    reference, see the module docstring)."""
 
-    def __init__(self, size: int, t_stride: int = 1):
+    def __init__(self, size: int, t_stride: int = 1, rule: str = "r3d"):
         if size < 1 or t_stride < 1:
             raise ValueError(f"clip size and frame stride must be >= 1, got {size}, {t_stride}")
+        if rule not in RULES:
+            raise ValueError(f"rule must be one of {RULES}, got {rule!r}")
         self.size = int(size)
         self.t_stride = int(t_stride)
+        self.rule = rule
 
     @property
     def span(self) -> int:
@@ -48,6 +63,8 @@ class TemporalSampler:
 
     def __repr__(self):
         extra = "".join(f", {k}={v}" for k, v in self._extra().items())
+        if self.rule != "r3d":
+            extra += f", rule={self.rule!r}"
         return f"{type(self).__name__}(size={self.size}, t_stride={self.t_stride}{extra})"
 
     def _extra(self):
@@ -68,6 +85,10 @@ class TemporalRandomCrop(TemporalSampler):
 
     def __call__(self, frames, rng=None) -> list:
         frames = self._frames(frames)
+        if self.rule == "reference":
+            frames = frames[::self.t_stride]
+            start = (rng or _random).randint(0, max(0, len(frames) - self.size - 1))
+            return [loop_pad(frames[start:start + self.size], self.size)]
         last_start = max(0, len(frames) - self.span)
         start = (rng or _random).randint(0, last_start)
         return [self.clip_at(frames, start)]
@@ -78,6 +99,10 @@ class TemporalCenterCrop(TemporalSampler):
 
     def __call__(self, frames, rng=None) -> list:
         frames = self._frames(frames)
+        if self.rule == "reference":
+            frames = frames[::self.t_stride]
+            start = max(0, len(frames) // 2 - self.size // 2)
+            return [loop_pad(frames[start:start + self.size], self.size)]
         return [self.clip_at(frames, max(0, (len(frames) - self.span) // 2))]
 
 
@@ -88,8 +113,8 @@ class TemporalEvenCrop(TemporalSampler):
     A video too short to hold distinct clips gives fewer (never duplicates); one shorter than a
     clip gives a single loop-padded clip."""
 
-    def __init__(self, size: int, n_clips: int = 1, t_stride: int = 1):
-        super().__init__(size, t_stride)
+    def __init__(self, size: int, n_clips: int = 1, t_stride: int = 1, rule: str = "r3d"):
+        super().__init__(size, t_stride, rule)
         if n_clips < 1:
             raise ValueError(f"n_clips must be >= 1, got {n_clips}")
         self.n_clips = int(n_clips)
@@ -112,7 +137,22 @@ class TemporalEvenCrop(TemporalSampler):
 
     def __call__(self, frames, rng=None) -> list:
         frames = self._frames(frames)
+        if self.rule == "reference":
+            return self._reference_clips(frames[::self.t_stride])
         return [self.clip_at(frames, s) for s in self.starts(len(frames))]
+
+    def _reference_clips(self, frames):
+        n = len(frames)
+        step = 1
+        if self.n_clips > 1:
+            step = max(1, -(-(n - 1 - self.size) // (self.n_clips - 1)))  # ceil division
+        clips = []
+        for first in frames[::step][:self.n_clips]:
+            clip = list(range(first, min(frames[-1] + 1, first + self.size)))
+            clips.append(loop_pad(clip, self.size))
+            if len(clip) < self.size:
+                break
+        return clips
 
 
 class SlidingWindow(TemporalSampler):
