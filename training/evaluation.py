@@ -1,20 +1,38 @@
-"""Video-level accuracy of a results file against an annotation file, as the papers report it.
+"""Video-level accuracy (and mAP for multi-label files) of a results file against an
+annotation file, as the papers report them.
 
 Results use the reference's format: ``{"results": {video_id: [{"label", "score"}, ...]}}``.
 Per-segment results (``[{"segment", "result": [{"label", "score"}, ...]}, ...]``, written by
-inference with --no-average) are averaged per video first: a label missing from a segment's
-list counts as score 0 there.
+inference with --no-average) are averaged per video first; a label missing from a segment's
+list (lists hold the top k) takes the lowest score listed there, its score's upper bound.
+Scores may be any finite numbers (probabilities, logits, log-probabilities); a score that is
+not one (NaN from a diverged model) is an error. The annotation file is read by
+storeformat.annotation, as annotations/ and the datasets read it.
 """
 import json
+import math
 from collections import defaultdict
 from pathlib import Path
+from typing import NamedTuple
+
+from storeformat.annotation import AnnotationError, entry_labels, load_annotation
 
 SUBSET_ALIASES = {"train": "training", "val": "validation", "valid": "validation",
                   "test": "testing"}
+#: How many unknown labels or extra video ids a warning names.
+EXAMPLES = 3
 
 
 class EvaluationError(ValueError):
     """A ground-truth or results file cannot be evaluated; the message says which and why."""
+
+
+class GroundTruth(NamedTuple):
+    """The videos of one subset of an annotation file and their labels."""
+    classes: list      # the file's labels, in order
+    truth: dict        # video id -> [label, ...] for the videos of the subset
+    multi_label: bool  # the file says so, or a video of the subset has several labels
+    all_ids: frozenset  # every video id of the file, whatever its subset
 
 
 def _load_json(path):
@@ -28,17 +46,23 @@ def _load_json(path):
         raise EvaluationError(f"{path}: not valid JSON: {e}") from None
 
 
-def entry_labels(entry) -> list:
-    """Every label of an annotation entry: the reference's ``annotations.label``, each segment's
-    label when ``annotations`` is a list (untrimmed videos), and a multi-label ``labels`` list."""
-    ann = entry.get("annotations") or {}
-    labels = []
-    for a in ann if isinstance(ann, list) else [ann]:
-        if a.get("label") is not None:
-            labels.append(a["label"])
-        labels.extend(a.get("labels") or [])
-    labels.extend(entry.get("labels") or [])
-    return list(dict.fromkeys(labels))
+def _is_finite_number(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def check_finite_scores(results, source="results") -> None:
+    """Raise EvaluationError naming `source`, the video and the label of the first score that
+    is not a finite number. `results`: a results document (``{"results": ...}``) or its
+    ``results`` mapping, per-video or per-segment lists; inference calls it before writing."""
+    if isinstance(results, dict) and isinstance(results.get("results"), dict):
+        results = results["results"]
+    for vid, items in results.items():
+        for item in items or []:
+            for r in item["result"] if "result" in item else [item]:
+                if not _is_finite_number(r.get("score")):
+                    raise EvaluationError(
+                        f"{source}: video {vid}: score of {r.get('label')!r} is "
+                        f"{r.get('score')!r}, not a finite number (a diverged model?)")
 
 
 def resolve_subset(database, subset: str) -> str:
@@ -53,11 +77,14 @@ def resolve_subset(database, subset: str) -> str:
                           f"{', '.join(sorted(str(s) for s in present))}")
 
 
-def load_ground_truth(path, subset: str):
-    """(class names, {video id: [label, ...]}) of the videos of `subset` in an annotation file."""
-    doc = _load_json(path)
-    if not isinstance(doc, dict) or "labels" not in doc or "database" not in doc:
-        raise EvaluationError(f"{path}: not an annotation file (needs 'labels' and 'database')")
+def load_ground_truth(path, subset: str) -> GroundTruth:
+    """The labels of the videos of `subset` in an annotation file: a whole-video ``label``,
+    multi-label ``labels``, segment labels or the reference's ActivityNet lists, all read by
+    storeformat.annotation.entry_labels."""
+    try:
+        doc = load_annotation(path, full=False)
+    except AnnotationError as e:
+        raise EvaluationError(str(e)) from None
     subset = resolve_subset(doc["database"], subset)
     known = set(doc["labels"])
     truth = {}
@@ -71,29 +98,91 @@ def load_ground_truth(path, subset: str):
         if unknown:
             raise EvaluationError(f"{path}: video {vid}: label {unknown[0]!r} is not in 'labels'")
         truth[vid] = labels
-    return doc["labels"], truth
+    multi = doc.get("multi_label") is True or any(len(t) > 1 for t in truth.values())
+    return GroundTruth(list(doc["labels"]), truth, multi, frozenset(doc["database"]))
+
+
+def load_scores(path) -> dict:
+    """{video id: {label: score}} from a results file, per-segment results averaged (see the
+    module docstring). Raises EvaluationError for a malformed entry or a non-finite score."""
+    doc = _load_json(path)
+    if not isinstance(doc, dict) or not isinstance(doc.get("results"), dict):
+        raise EvaluationError(f"{path}: not a results file (needs a 'results' object)")
+    out = {}
+    for vid, items in doc["results"].items():
+        try:
+            if items and "result" in items[0]:
+                segments = [_label_scores(seg["result"]) for seg in items]
+                if not all(segments):
+                    raise ValueError("a segment without scores")
+                labels = dict.fromkeys(lab for seg in segments for lab in seg)
+                out[vid] = {lab: sum(seg.get(lab, min(seg.values())) for seg in segments)
+                            / len(segments) for lab in labels}
+            else:
+                out[vid] = _label_scores(items)
+        except (KeyError, TypeError, AttributeError):
+            raise EvaluationError(f"{path}: video {vid}: entries need 'label' and "
+                                  "'score'") from None
+        except ValueError as e:
+            raise EvaluationError(f"{path}: video {vid}: {e}") from None
+    return out
+
+
+def _label_scores(items) -> dict:
+    """{label: score} of one list of {label, score}; a repeated label keeps its best score."""
+    scores = {}
+    for r in items:
+        label, score = r["label"], r["score"]
+        if not isinstance(label, str):
+            raise TypeError(label)
+        if not _is_finite_number(score):
+            raise ValueError(f"score of {label!r} is {score!r}, not a finite number "
+                             "(a diverged model?)")
+        scores[label] = max(scores.get(label, -math.inf), score)
+    return scores
 
 
 def load_results(path) -> dict:
     """{video id: [labels sorted by decreasing score]} from a results file."""
-    doc = _load_json(path)
-    if not isinstance(doc, dict) or not isinstance(doc.get("results"), dict):
-        raise EvaluationError(f"{path}: not a results file (needs a 'results' object)")
-    ranked = {}
-    for vid, items in doc["results"].items():
-        scores = defaultdict(float)
-        try:
-            if items and "result" in items[0]:
-                for seg in items:
-                    for r in seg["result"]:
-                        scores[r["label"]] += r["score"] / len(items)
-            else:
-                for r in items:
-                    scores[r["label"]] = max(scores[r["label"]], r["score"])
-        except (KeyError, TypeError, IndexError):
-            raise EvaluationError(f"{path}: video {vid}: entries need 'label' and 'score'") from None
-        ranked[vid] = [lab for lab, _ in sorted(scores.items(), key=lambda kv: -kv[1])]
-    return ranked
+    return {vid: _ranked(scores) for vid, scores in load_scores(path).items()}
+
+
+def _ranked(scores):
+    return [lab for lab, _ in sorted(scores.items(), key=lambda kv: -kv[1])]
+
+
+def average_precision(scored, n_positives) -> float:
+    """Average precision of one class: `scored` holds (score, is positive) for the videos that
+    have a score for it, `n_positives` counts all its positive videos (those without a score
+    are never retrieved). Tied scores form one step, as in the usual definition."""
+    ap, tp, fp = 0.0, 0, 0
+    scored = sorted(scored, key=lambda x: -x[0])
+    i = 0
+    while i < len(scored):
+        j, step = i, 0
+        while j < len(scored) and scored[j][0] == scored[i][0]:
+            step += scored[j][1]
+            j += 1
+        tp += step
+        fp += (j - i) - step
+        ap += step / n_positives * tp / (tp + fp)
+        i = j
+    return ap
+
+
+def mean_average_precision(scores, truths) -> tuple:
+    """(mean over classes with at least one positive video of their average precision, number
+    of such classes). `scores[i]`: {label: score} of video i (empty: no result), `truths[i]`
+    its labels."""
+    positives = {}
+    for t in truths:
+        for label in t:
+            positives[label] = positives.get(label, 0) + 1
+    aps = []
+    for label, n in positives.items():
+        scored = [(s[label], label in t) for s, t in zip(scores, truths) if label in s]
+        aps.append(average_precision(scored, n))
+    return sum(aps) / len(aps), len(aps)
 
 
 def ranking_metrics(rankings, truths, ks=(1, 5)) -> dict:
@@ -121,19 +210,40 @@ def video_metrics(scores, truths, ks=(1, 5)) -> dict:
 
 def evaluate(ground_truth_path, results_path, ks=(1, 5), subset="validation",
              ignore_missing=False) -> dict:
-    """Top-k video accuracy for each k, mean class top-1 accuracy and counts.
+    """Top-k video accuracy for each k, mean class top-1 accuracy, mAP for multi-label files,
+    counts, and `warnings`: lines about result labels that are not in the file's labels and
+    result ids that are not in the file (evaluated all the same: such labels are never right,
+    such videos are left out).
 
     A video counts as correct at k when one of its labels is among its k best-scored labels.
     Videos without results count as wrong unless `ignore_missing`."""
-    classes, truth = load_ground_truth(ground_truth_path, subset)
-    ranked = load_results(results_path)
-    missing = [vid for vid in truth if vid not in ranked]
-    videos = [vid for vid in truth if vid in ranked] if ignore_missing else list(truth)
+    gt = load_ground_truth(ground_truth_path, subset)
+    scores = load_scores(results_path)
+    missing = [vid for vid in gt.truth if vid not in scores]
+    videos = [vid for vid in gt.truth if vid in scores] if ignore_missing else list(gt.truth)
     if not videos:
-        raise EvaluationError(f"{results_path}: no result for any of the {len(truth)} videos "
-                              f"of the subset")
-    out = ranking_metrics([ranked.get(v, []) for v in videos], [truth[v] for v in videos], ks)
+        raise EvaluationError(f"{results_path}: no result for any of the {len(gt.truth)} "
+                              "videos of the subset")
+    chosen = [scores.get(v, {}) for v in videos]
+    truths = [gt.truth[v] for v in videos]
+    out = ranking_metrics([_ranked(s) for s in chosen], truths, ks)
+    if gt.multi_label:
+        out["mAP"], out["n_map_classes"] = mean_average_precision(chosen, truths)
     out["n_videos"] = len(videos)
     out["n_missing"] = len(missing)
-    out["n_classes"] = len(classes)
+    out["n_classes"] = len(gt.classes)
+    known = set(gt.classes)
+    unknown = list(dict.fromkeys(lab for s in scores.values() for lab in s if lab not in known))
+    extra = [vid for vid in scores if vid not in gt.all_ids]
+    out["n_unknown_labels"] = len(unknown)
+    out["n_extra_videos"] = len(extra)
+    out["warnings"] = []
+    if unknown:
+        out["warnings"].append(
+            f"{results_path}: {len(unknown)} result label(s) not in {ground_truth_path}'s "
+            f"labels (never counted right), e.g. {', '.join(map(repr, unknown[:EXAMPLES]))}")
+    if extra:
+        out["warnings"].append(
+            f"{results_path}: {len(extra)} video id(s) not in {ground_truth_path} (left out), "
+            f"e.g. {', '.join(map(repr, extra[:EXAMPLES]))}")
     return out

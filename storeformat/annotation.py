@@ -1,0 +1,369 @@
+"""The annotation file format, read one way by annotations/, training/ and r3d-eval.
+
+Reading the JSON, checking its shape (or validating it fully), the frame numbering of each root,
+an entry's labels and its segments. The layout is described in docs/annotations.md. Files
+without ``format`` are the reference's (version 0): only the reference's fields are checked,
+and their frame numbering is not stated (a reader uses the store's own).
+"""
+import json
+import math
+from pathlib import Path
+
+FORMAT_NAME = "r3d-annotations"
+SCHEMA_VERSION = 1
+SUBSETS = ("training", "validation", "testing")
+#: Kinds of frame store an entry can live in: JPEG frame directories, r3d HDF5 shards and the
+#: reference's one-.hdf5-per-video layout.
+STORE_FORMATS = ("jpg", "hdf5", "hdf5-video")
+#: Number of a video's first frame in the segments of a version-1 file whose root does not say
+#: otherwise, whatever the store's format: r3d writes frame_base 1 for every store
+#: (image_00001.jpg is frame 1, and so is an HDF5 store's element 0), so that a file's
+#: numbering does not change when its videos are read from another kind of store.
+FRAME_BASE = 1
+MAX_REPORTED_ERRORS = 20
+
+
+class AnnotationError(ValueError):
+    """An annotation file is malformed; the message names the file, the video and the
+    problem."""
+
+
+class AnnotationFileMissing(AnnotationError, FileNotFoundError):
+    """The annotation file does not exist (both an AnnotationError and a FileNotFoundError)."""
+
+
+def load_annotation(path, *, full=True, require_frames=False) -> dict:
+    """Read an annotation file and check it: everything (`full`, what r3d-annotate and
+    `check` demand) or only its shape (what the datasets and r3d-eval rely on, leaving the
+    entries' contents to them). `require_frames` also demands a segment on every entry."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            doc = json.load(f)
+    except FileNotFoundError:
+        raise AnnotationFileMissing(f"{path}: no such annotation file") from None
+    except IsADirectoryError:
+        raise AnnotationError(f"{path}: is a directory, not an annotation file") from None
+    except (ValueError, UnicodeDecodeError) as e:
+        raise AnnotationError(f"{path}: not valid JSON: {e}") from None
+    if full:
+        validate(doc, path, require_frames=require_frames)
+    else:
+        check_shape(doc, path)
+    return doc
+
+
+def file_version(doc) -> int:
+    """Schema version of a (shape-checked) document: 0 for the reference's files."""
+    return doc["version"] if "format" in doc else 0
+
+
+def root_frame_base(root) -> int:
+    """Number of the first frame in the segments of a version-1 file's entries stored under
+    `root` (a ``roots`` item, or None for an entry without one): its ``frame_base``, else 1."""
+    return int((root or {}).get("frame_base", FRAME_BASE))
+
+
+def entry_frame_base(doc, root_name):
+    """First frame number of the segments of `doc`'s entries with root `root_name`, or None
+    for the reference's files, which do not say (the store's own numbering applies)."""
+    if file_version(doc) < 1:
+        return None
+    return root_frame_base((doc.get("roots") or {}).get(root_name))
+
+
+def entry_labels(entry) -> list:
+    """Every class of an entry, once each, in file order: its ``annotations.labels``, else its
+    ``annotations.label``, else the labels of its ``annotations.segments`` (or of the
+    reference's ActivityNet list of segments); empty for an unlabelled video."""
+    ann = entry.get("annotations") or {}
+    if isinstance(ann, list):
+        return list(dict.fromkeys(a["label"] for a in ann if a.get("label") is not None))
+    if "labels" in ann:
+        return list(ann["labels"])
+    if ann.get("label") is not None:
+        return [ann["label"]]
+    return list(dict.fromkeys(s["label"] for s in ann.get("segments") or []
+                              if s.get("label") is not None))
+
+
+def entry_segments(entry) -> list:
+    """An entry's labelled spans as (label, frame segment or None, seconds or None): its
+    ``annotations.segments``, or the reference's ActivityNet list (segments in seconds)."""
+    ann = entry.get("annotations") or {}
+    if isinstance(ann, list):
+        return [(a.get("label"), None, a.get("segment")) for a in ann]
+    return [(s.get("label"), s.get("segment"), s.get("segment_sec"))
+            for s in ann.get("segments") or []]
+
+
+def check_shape(doc, path="<annotation>") -> None:
+    """Raise AnnotationError unless `doc` has the structure every reader relies on: a known
+    format and version, a list of class names, and a database of entries that each have a
+    ``subset`` and an ``annotations`` object (or the reference's ActivityNet list)."""
+    errors = []
+    _shape_errors(doc, errors)
+    _raise(errors, path)
+
+
+def validate(doc, path="<annotation>", *, require_frames=False) -> None:
+    """Raise AnnotationError listing (up to 20 of) the problems of a document (one line when
+    there is one)."""
+    errors = []
+    version = _shape_errors(doc, errors, entries=False)
+    if not errors:
+        _check_document(doc, version, errors, require_frames)
+    _raise(errors, path)
+
+
+def _raise(errors, path):
+    if len(errors) == 1:
+        raise AnnotationError(f"{path}: {errors[0]}")
+    if errors:
+        shown = "\n  ".join(errors[:MAX_REPORTED_ERRORS])
+        more = len(errors) - MAX_REPORTED_ERRORS
+        tail = f"\n  ... and {more} more" if more > 0 else ""
+        raise AnnotationError(f"{path}: {len(errors)} problem(s):\n  {shown}{tail}")
+
+
+def _shape_errors(doc, errors, entries=True):
+    """Append the structural problems of `doc` to `errors`; return its schema version (0 when
+    it cannot be told)."""
+    if not isinstance(doc, dict):
+        errors.append(f"top level is a {type(doc).__name__}, expected an object")
+        return 0
+    version = 0
+    if "format" in doc:
+        if doc["format"] != FORMAT_NAME:
+            errors.append(f"'format' is {doc['format']!r}, expected {FORMAT_NAME!r}")
+            return 0
+        version = doc.get("version")
+        if not _is_int(version) or version < 1:
+            errors.append(f"'version' is {version!r}, expected a positive integer")
+            return 0
+        if version > SCHEMA_VERSION:
+            errors.append(f"schema version {version} is newer than this reader's "
+                          f"({SCHEMA_VERSION}); update r3d")
+            return 0
+    for key in ("labels", "database"):
+        if key not in doc:
+            errors.append(f"missing top-level '{key}'")
+    if errors:
+        return 0
+    labels = doc["labels"]
+    if not isinstance(labels, list) or not all(isinstance(x, str) and x for x in labels):
+        errors.append("'labels' must be a list of non-empty strings")
+    if not isinstance(doc["database"], dict):
+        errors.append("'database' must be an object mapping video ids to entries")
+    if entries and not errors:
+        for vid, entry in doc["database"].items():
+            where = f"video {vid!r}"
+            if not isinstance(entry, dict):
+                errors.append(f"{where}: entry must be an object")
+            elif "subset" not in entry:
+                errors.append(f"{where}: entry without 'subset'")
+            elif not _annotations_shape_ok(entry.get("annotations", {}), version):
+                errors.append(f"{where}: 'annotations' must be an object")
+            if len(errors) >= MAX_REPORTED_ERRORS:
+                break
+    return version
+
+
+def _annotations_shape_ok(ann, version):
+    if isinstance(ann, dict):
+        return True
+    return version == 0 and isinstance(ann, list) and all(isinstance(a, dict) for a in ann)
+
+
+def _check_document(doc, version, errors, require_frames):
+    labels = doc["labels"]
+    label_set = set(labels)
+    if len(label_set) != len(labels):
+        dup = sorted({x for x in labels if labels.count(x) > 1})
+        errors.append(f"'labels' repeats {len(labels) - len(label_set)} name(s): {dup[:5]}")
+    roots, sources = {}, {}
+    multi = False
+    if version >= 1:
+        roots = _check_roots(doc.get("roots"), errors)
+        sources = doc.get("sources")
+        if not isinstance(sources, dict):
+            errors.append("'sources' must be an object")
+            sources = {}
+        multi = doc.get("multi_label", False)
+        if not isinstance(multi, bool):
+            errors.append("'multi_label' must be true or false")
+        _check_label_sources(doc.get("label_sources"), len(labels), errors)
+        if not isinstance(doc.get("history", []), list):
+            errors.append("'history' must be a list")
+    for vid, entry in doc["database"].items():
+        if len(errors) > MAX_REPORTED_ERRORS * 5:
+            break
+        _check_entry(vid, entry, doc, label_set, roots, sources, multi, version, require_frames,
+                     errors)
+
+
+def _check_roots(roots, errors):
+    if roots is None:
+        return {}
+    if not isinstance(roots, dict):
+        errors.append("'roots' must be an object")
+        return {}
+    for name, root in roots.items():
+        if not isinstance(root, dict):
+            errors.append(f"root {name!r}: must be an object")
+            continue
+        fmt = root.get("format")
+        if fmt is not None and fmt not in STORE_FORMATS:
+            errors.append(f"root {name!r}: format {fmt!r} is not one of {sorted(STORE_FORMATS)}")
+        if root.get("frame_base", FRAME_BASE) not in (0, 1):
+            errors.append(f"root {name!r}: frame_base {root.get('frame_base')!r} must be 0 or 1")
+        if root.get("path") is not None and not isinstance(root["path"], str):
+            errors.append(f"root {name!r}: path must be a string or null")
+    return roots
+
+
+def _check_label_sources(label_sources, n_labels, errors):
+    if label_sources is None:
+        return
+    if not isinstance(label_sources, list) or len(label_sources) != n_labels:
+        errors.append(f"'label_sources' must be a list of {n_labels} entries, one per label")
+        return
+    for i, item in enumerate(label_sources):
+        if (not isinstance(item, list) or not item or not all(
+                isinstance(x, dict) and isinstance(x.get("source"), str)
+                and isinstance(x.get("name"), str) for x in item)):
+            errors.append(f"'label_sources'[{i}] must be a non-empty list of "
+                          "{'source', 'name'} objects")
+            return
+
+
+def _check_entry(vid, entry, doc, label_set, roots, sources, multi, version, require_frames,
+                 errors):
+    where = f"video {vid!r}"
+    if not isinstance(entry, dict):
+        errors.append(f"{where}: entry must be an object")
+        return
+    subset = entry.get("subset")
+    if subset not in SUBSETS:
+        errors.append(f"{where}: subset {subset!r} is not one of {', '.join(SUBSETS)}")
+    ann = entry.get("annotations")
+    if version == 0 and isinstance(ann, list):
+        _check_reference_list(where, ann, label_set, errors)
+        return
+    if not isinstance(ann, dict):
+        errors.append(f"{where}: 'annotations' must be an object")
+        return
+    label = ann.get("label")
+    if label is not None and not _known(label, label_set):
+        errors.append(f"{where}: label {label!r} is not in 'labels'")
+    if "labels" in ann:
+        tags = ann["labels"]
+        if not isinstance(tags, list) or not tags:
+            errors.append(f"{where}: 'labels' must be a non-empty list")
+        else:
+            unknown = [t for t in tags if not _known(t, label_set)]
+            if unknown:
+                errors.append(f"{where}: labels {unknown[:3]} are not in 'labels'")
+            if len(set(map(str, tags))) != len(tags):
+                errors.append(f"{where}: 'labels' repeats a class")
+            if label is not None and (len(tags) != 1 or tags[0] != label):
+                errors.append(f"{where}: 'label' {label!r} disagrees with 'labels' {tags}")
+    elif multi and label is not None:
+        errors.append(f"{where}: a multi-label file needs 'labels' on every labelled entry")
+    if version >= 1:
+        root_name = entry.get("root")
+        if root_name is not None and root_name not in roots:
+            errors.append(f"{where}: root {root_name!r} is not in 'roots'")
+        src = entry.get("source")
+        if src is not None and src not in sources:
+            errors.append(f"{where}: source {src!r} is not in 'sources'")
+        store_id = entry.get("store_id")
+        if store_id is not None and not _relative_posix(store_id):
+            errors.append(f"{where}: store_id {store_id!r} must be a relative '/'-separated "
+                          "path")
+        # the reference's video_path: absolute, or (files written before store_id) a store id
+        path = entry.get("video_path")
+        if path is not None and not _posix_without_dotdot(path):
+            errors.append(f"{where}: video_path {path!r} must be a '/'-separated path "
+                          "without '..'")
+    base = entry_frame_base(doc, entry.get("root"))
+    n_frames = entry.get("n_frames")
+    if n_frames is not None and (not _is_int(n_frames) or n_frames < 0):
+        errors.append(f"{where}: n_frames {n_frames!r} must be a non-negative integer")
+        n_frames = None
+    fps = entry.get("fps")
+    if fps is not None and (not isinstance(fps, (int, float)) or isinstance(fps, bool)
+                            or not math.isfinite(fps) or fps <= 0):
+        errors.append(f"{where}: fps {fps!r} must be a positive number")
+    segment = ann.get("segment")
+    if segment is None:
+        if require_frames:
+            errors.append(f"{where}: no 'segment' (built without frame counts)")
+    else:
+        _check_segment(where, segment, base, n_frames, errors)
+    segs = ann.get("segments")
+    if segs is not None:
+        if not isinstance(segs, list):
+            errors.append(f"{where}: 'segments' must be a list")
+            return
+        for k, seg in enumerate(segs):
+            w = f"{where} segment {k}"
+            if not isinstance(seg, dict):
+                errors.append(f"{w}: must be an object")
+                continue
+            if seg.get("label") is not None and not _known(seg["label"], label_set):
+                errors.append(f"{w}: label {seg['label']!r} is not in 'labels'")
+            if seg.get("segment") is not None:
+                _check_segment(w, seg["segment"], base, n_frames, errors)
+            sec = seg.get("segment_sec")
+            if sec is not None and not _is_span(sec):
+                errors.append(f"{w}: segment_sec {sec!r} must be [start, end] seconds")
+
+
+def _check_reference_list(where, ann, label_set, errors):
+    """The reference's ActivityNet entries: a list of {label, segment: [start, end] seconds}."""
+    for k, seg in enumerate(ann):
+        w = f"{where} segment {k}"
+        if not isinstance(seg, dict):
+            errors.append(f"{w}: must be an object")
+            continue
+        if seg.get("label") is not None and not _known(seg["label"], label_set):
+            errors.append(f"{w}: label {seg['label']!r} is not in 'labels'")
+        if not _is_span(seg.get("segment")):
+            errors.append(f"{w}: segment {seg.get('segment')!r} must be [start, end] seconds")
+
+
+def _check_segment(where, segment, base, n_frames, errors):
+    """`base` None (a reference file): frames may count from 0 or from 1."""
+    if not (isinstance(segment, list) and len(segment) == 2 and all(map(_is_int, segment))):
+        errors.append(f"{where}: segment {segment!r} must be [first_frame, last_frame + 1]")
+        return
+    first, stop = segment
+    lowest = 0 if base is None else base
+    if first < lowest or stop <= first:
+        errors.append(f"{where}: segment {segment} is empty or starts before frame {lowest}")
+    elif n_frames is not None and stop > (1 if base is None else base) + n_frames:
+        errors.append(f"{where}: segment {segment} runs past the video's {n_frames} frames")
+
+
+def _is_span(sec):
+    return (isinstance(sec, list) and len(sec) == 2
+            and all(isinstance(t, (int, float)) and not isinstance(t, bool)
+                    and math.isfinite(t) for t in sec) and sec[0] <= sec[1])
+
+
+def _known(label, label_set):
+    return isinstance(label, str) and label in label_set
+
+
+def _is_int(x):
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _posix_without_dotdot(path):
+    return (isinstance(path, str) and bool(path) and "\\" not in path
+            and ".." not in path.split("/"))
+
+
+def _relative_posix(path):
+    return _posix_without_dotdot(path) and not path.startswith("/")
