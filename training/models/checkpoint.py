@@ -468,3 +468,124 @@ def save_checkpoint(path: Union[str, os.PathLike], model: nn.Module, epoch: int,
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+# ---------------------------------------------------------------- resuming reference runs
+
+def load_optimizer_state(optimizer: torch.optim.Optimizer, state: Mapping[str, Any],
+                         where: str = "checkpoint") -> None:
+    """Load a saved optimiser state into `optimizer`, also when its parameter groups differ
+    from the optimiser's: the reference's fine-tuning checkpoints hold one group per tensor.
+    Parameters are then matched by order (both list them in the model's order); each of the
+    optimiser's groups takes the hyperparameters (lr, momentum, ...) of the saved group of its
+    first parameter. The parameter counts and the saved buffers' shapes must agree."""
+    groups, saved_groups = optimizer.param_groups, state.get("param_groups")
+    if not isinstance(saved_groups, list) or not isinstance(state.get("state"), Mapping):
+        raise CheckpointError(f"{where}: the optimizer entry is not an optimiser state")
+    if [len(g["params"]) for g in groups] == [len(g["params"]) for g in saved_groups]:
+        optimizer.load_state_dict(state)
+        return
+    saved_ids = [(i, pid) for i, g in enumerate(saved_groups) for pid in g["params"]]
+    params = [p for g in groups for p in g["params"]]
+    if len(saved_ids) != len(params):
+        raise CheckpointError(
+            f"{where}: the saved optimiser state has {len(saved_ids)} parameter tensors in "
+            f"{len(saved_groups)} group(s), the optimiser {len(params)} in {len(groups)}: "
+            f"another model or --ft-begin-module (the reference's default '' trains all)")
+    new_state, new_groups, position = {}, [], 0
+    for group in groups:
+        first_saved = saved_groups[saved_ids[position][0]]
+        hyper = {k: v for k, v in first_saved.items() if k != "params"}
+        indices = list(range(position, position + len(group["params"])))
+        for index in indices:
+            param, saved = params[index], state["state"].get(saved_ids[index][1])
+            if saved is not None:
+                _check_buffers(saved, param, index, where)
+                new_state[index] = saved
+        new_groups.append({**hyper, "params": indices})
+        position += len(group["params"])
+    optimizer.load_state_dict({"state": new_state, "param_groups": new_groups})
+    log.info("%s: optimiser state of %d group(s) mapped onto %d by parameter order", where,
+             len(saved_groups), len(groups))
+
+
+def _check_buffers(saved, param, index, where):
+    for name, value in saved.items():
+        if isinstance(value, torch.Tensor) and value.dim() > 0 and value.shape != param.shape:
+            raise CheckpointError(f"{where}: optimiser state {name!r} of parameter {index} has "
+                                  f"shape {tuple(value.shape)}, the parameter "
+                                  f"{tuple(param.shape)}")
+
+
+#: r3d-train's --lr-scheduler names of the schedulers a checkpoint can hold.
+SCHEDULER_KINDS = {"plateau": torch.optim.lr_scheduler.ReduceLROnPlateau,
+                   "multistep": torch.optim.lr_scheduler.MultiStepLR}
+
+
+def scheduler_kind(state: Optional[Mapping[str, Any]], where: str = "checkpoint"
+                   ) -> Optional[str]:
+    """'plateau' (ReduceLROnPlateau) or 'multistep' (MultiStepLR): the scheduler a saved
+    scheduler state belongs to, told by its entries; None without a state."""
+    if state is None:
+        return None
+    if isinstance(state, Mapping):
+        if "milestones" in state and "gamma" in state:
+            return "multistep"
+        if "patience" in state and "num_bad_epochs" in state:
+            return "plateau"
+    keys = sorted(state) if isinstance(state, Mapping) else type(state).__name__
+    raise CheckpointError(f"{where}: the scheduler state is neither MultiStepLR's nor "
+                          f"ReduceLROnPlateau's (entries: {keys})")
+
+
+def check_scheduler(lr_scheduler: str, state: Optional[Mapping[str, Any]],
+                    where: str = "checkpoint") -> None:
+    """Raise CheckpointError when a saved scheduler state is not of the `lr_scheduler` kind
+    r3d-train was asked for (loading it would merge one scheduler's state into another's)."""
+    kind = scheduler_kind(state, where)
+    if kind is not None and kind != lr_scheduler:
+        raise CheckpointError(f"{where}: its scheduler is {kind} ({SCHEDULER_KINDS[kind].__name__}"
+                              f"), not {lr_scheduler}: resume with --lr-scheduler {kind}")
+
+
+def class_names_mismatch(recorded: Optional[List[str]], labels: List[str],
+                         where: str = "checkpoint") -> Optional[str]:
+    """None when a checkpoint's recorded class names (`ckpt.extra.get('class_names')`) equal
+    the annotation's `labels` or were not recorded, else a message saying how they differ."""
+    if recorded is None or list(recorded) == list(labels):
+        return None
+    recorded, labels = list(recorded), list(labels)
+    if sorted(recorded) == sorted(labels):
+        moved = [n for i, n in enumerate(labels) if recorded[i] != n]
+        return (f"{where}: its {len(recorded)} classes are the annotation's in another order "
+                f"({len(moved)} at other indices, e.g. {moved[:4]}); pass --remap-labels to "
+                f"reorder its output layer by name")
+    missing = [n for n in labels if n not in set(recorded)]
+    extra = [n for n in recorded if n not in set(labels)]
+    return (f"{where}: its classes differ from the annotation's: {len(missing)} of the "
+            f"annotation's missing (e.g. {missing[:4]}), {len(extra)} not in the annotation "
+            f"(e.g. {extra[:4]})" + ("; pass --remap-labels to keep the rows of the "
+                                     "annotation's classes" if not missing else ""))
+
+
+def remap_head(state_dict: Mapping[str, torch.Tensor], recorded: List[str],
+               labels: List[str], where: str = "checkpoint") -> "OrderedDict[str, torch.Tensor]":
+    """A copy of `state_dict` whose classification head has one row per annotation label, in
+    the annotation's order, taken by name from the checkpoint's rows (`recorded`: its class
+    names). Every label must be a recorded class."""
+    key = _head_key(state_dict)
+    n_rows = state_dict[key].shape[0]
+    if len(recorded) != n_rows:
+        raise CheckpointError(f"{where}: it records {len(recorded)} class names for a head of "
+                              f"{n_rows} outputs")
+    position = {name: i for i, name in enumerate(recorded)}
+    missing = [n for n in labels if n not in position]
+    if missing:
+        raise CheckpointError(f"{where}: cannot remap its output layer: it has no class "
+                              f"{missing[:4]} of the annotation")
+    index = torch.tensor([position[n] for n in labels], dtype=torch.long)
+    out = OrderedDict(state_dict)
+    for name in (key, key[:-len("weight")] + "bias"):
+        if name in out:
+            out[name] = out[name].index_select(0, index)
+    return out
