@@ -3,15 +3,21 @@
 Reports, per store (``roots`` entry): annotated videos that are missing, empty or failed in the
 store, ambiguous ones, videos the index lists but whose frames are not on disk, videos whose
 frame count in the file differs from the store's, and store videos the file does not mention.
-Each store is read from its index.jsonl when it has one, else scanned. The on-disk test is
-cheap: the first and last frame files of a JPEG directory, the group of an r3d shard (each
-shard opened once), the file of a reference .hdf5 video.
+Each store is read from its index.jsonl when it has one, else scanned. The on-disk test uses
+the files alone (seconds for a million videos): an r3d shard exists and is one (each opened
+once, its layout attribute read), a reference .hdf5 video file exists, a JPEG directory has its
+first and last frame files. ``deep`` also reads what every frame needs: the video's group in
+its shard with its offsets (n_frames + 1 of them, rising, ending at the size of its JPEG
+data), the length of a reference file's ``video`` dataset, every frame file of a directory.
+Each video not on disk gets a reason naming the file.
 """
+import os
 import re
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from pathlib import Path
 
-from storeformat import INDEX_NAME, frame_path
+from storeformat import HDF5_LAYOUT, INDEX_NAME, frame_name, frame_path, video_key
+from storeformat.hdf5 import attr_value
 
 from .entries import Entry
 from .matching import match_entries
@@ -26,12 +32,14 @@ PROBLEMS = ("missing", "empty", "failed", "ambiguous", "not_on_disk", "frame_cou
 class CheckResult:
     """Outcome for one store."""
 
-    def __init__(self, root, origin, n_videos, problems, unclaimed):
+    def __init__(self, root, origin, n_videos, problems, unclaimed, reasons=None):
         self.root = root
         self.origin = origin
         self.n_videos = n_videos
         self.problems = problems
         self.unclaimed = unclaimed
+        #: Why each video is not on disk (its file and what is wrong), by annotation id.
+        self.reasons = reasons or {}
 
     @property
     def ok(self):
@@ -44,6 +52,8 @@ class CheckResult:
             if ids:
                 out.append(f"  {len(ids)} {what.replace('_', ' ')}: "
                            + ", ".join(ids[:limit]) + (" ..." if len(ids) > limit else ""))
+                if what == "not_on_disk":
+                    out.extend(self._reason_lines(ids, limit))
         if self.unclaimed:
             out.append(f"  {len(self.unclaimed)} store videos are not in the annotation: "
                        + ", ".join(self.unclaimed[:limit])
@@ -52,14 +62,29 @@ class CheckResult:
             out.append("  every annotated video has its frames in the store")
         return out
 
+    def _reason_lines(self, ids, limit):
+        """The reasons videos are not on disk, the most frequent first (a missing shard is one
+        line, whatever the number of its videos)."""
+        counts = Counter(self.reasons[i] for i in ids if i in self.reasons)
+        first = {}
+        for i in ids:
+            first.setdefault(self.reasons.get(i), i)
+        out = [f"    {reason} ({n} videos)" if n > 1 else f"    {reason} ({first[reason]})"
+               for reason, n in counts.most_common(limit)]
+        if len(counts) > limit:
+            out.append(f"    ... and {len(counts) - limit} more reasons")
+        return out
+
     def to_dict(self):
         return {"root": self.root, "store": self.origin, "videos": self.n_videos,
-                "problems": self.problems, "not_in_annotation": self.unclaimed}
+                "problems": self.problems, "not_in_annotation": self.unclaimed,
+                "reasons": self.reasons}
 
 
-def check_stores(doc, *, index=None, frames_root=None, root=None):
+def check_stores(doc, *, index=None, frames_root=None, root=None, deep=False):
     """Check every store a document uses (or only `root`); `index` / `frames_root` name the
-    store to use instead of the path the file records (then for `root`, or the only root)."""
+    store to use instead of the path the file records (then for `root`, or the only root).
+    `deep` reads every video's frame metadata too (see the module docstring)."""
     groups = OrderedDict()
     for vid, entry in doc["database"].items():
         groups.setdefault(entry.get("root"), []).append((vid, entry))
@@ -83,7 +108,7 @@ def check_stores(doc, *, index=None, frames_root=None, root=None):
                 raise AnnotationError(f"root {name!r} records no store path; pass --index or "
                                       f"--frames-root")
             catalog = _open_recorded(path)
-        results.append(_check_root(name, items, catalog, roots.get(name) or {}))
+        results.append(_check_root(name, items, catalog, roots.get(name) or {}, deep))
     return results
 
 
@@ -94,7 +119,7 @@ def _open_recorded(path):
     return StoreCatalog.scan(p)
 
 
-def _check_root(name, items, catalog, root_info):
+def _check_root(name, items, catalog, root_info, deep=False):
     locations = OrderedDict()
     for vid, entry in items:
         loc = (entry.get("video_path"), entry.get("video_id"))
@@ -113,13 +138,15 @@ def _check_root(name, items, catalog, root_info):
     report = match_entries(entries, catalog, store_alias)
     problems = {p: [] for p in PROBLEMS}
     base_file = frame_base(root_info)
-    on_disk = _DiskCheck(catalog.root)
+    off_disk = _disk_problems(catalog.root, [e.store for e in entries if e.store], deep)
+    reasons = {}
     for e, members in locations.values():
         if e.problem:
             problems[e.problem].append(e.id)
             continue
-        if not on_disk(e.store):
+        if e.store.id in off_disk:
             problems["not_on_disk"].append(e.id)
+            reasons[e.id] = off_disk[e.store.id]
             continue
         n_store = e.store.n_frames
         for vid, entry in members:
@@ -129,37 +156,120 @@ def _check_root(name, items, catalog, root_info):
             if (n is not None and n != n_store) or too_long:
                 problems["frame_count_mismatch"].append(
                     f"{vid} (file {n if n is not None else seg}, store {n_store})")
-    return CheckResult(name, catalog.origin, len(entries), problems, report.unclaimed)
+    return CheckResult(name, catalog.origin, len(entries), problems, report.unclaimed, reasons)
 
 
-class _DiskCheck:
-    """Whether a store video's frames are where the index says (see the module docstring)."""
+def _disk_problems(root, videos, deep):
+    """{store id: reason} for the store videos whose frames are not where the index says (see
+    the module docstring); every shard is opened once."""
+    if root is None:
+        return {}
+    found, by_shard = {}, {}
+    for v in videos:
+        if v.format == "hdf5":
+            by_shard.setdefault(v.path, []).append(v)
+            continue
+        if not _inside(v.path):
+            reason = f"{v.path!r}: not a path inside the store"
+        elif v.format == "hdf5-video":
+            reason = _video_file_problem(root, v, deep)
+        else:
+            reason = _jpeg_problem(root, v, deep)
+        if reason:
+            found[v.id] = reason
+    for rel, members in by_shard.items():
+        found.update(_shard_problems(root, rel, members, deep))
+    return found
 
-    def __init__(self, root):
-        self.root = root
-        self.shards = {}
 
-    def __call__(self, video):
-        if self.root is None:
-            return True
-        if video.format == "hdf5":
-            keys = self.shards.get(video.path)
-            if keys is None:
-                keys = self.shards[video.path] = _shard_keys(self.root / video.path)
-            return video.key in keys
-        if video.format == "hdf5-video":
-            return (self.root / video.path).is_file()
-        d = self.root / video.path
-        return frame_path(d, 1).is_file() and frame_path(d, video.n_frames).is_file()
+def _inside(rel):
+    """Whether a path from the index stays inside the store (it is untrusted input)."""
+    return (isinstance(rel, str) and rel != "" and not rel.startswith("/") and "\\" not in rel
+            and ".." not in rel.split("/"))
 
 
-def _shard_keys(path):
-    import h5py  # only stores in HDF5 need it
+def _jpeg_problem(root, v, deep):
+    d = root / v.path
+    if not deep:
+        for k in (1, v.n_frames):
+            if not frame_path(d, k).is_file():
+                return f"{v.path}: no {frame_name(k)}"
+        return None
+    try:
+        names = set(os.listdir(d))
+    except OSError:
+        return f"{v.path}: no such frame directory"
+    missing = [k for k in range(1, v.n_frames + 1) if frame_name(k) not in names]
+    if missing:
+        return (f"{v.path}: {len(missing)} of {v.n_frames} frame files missing "
+                f"(first {frame_name(missing[0])})")
+    return None
 
-    keys = set()
+
+def _video_file_problem(root, v, deep):
+    """A reference per-video .hdf5 file: it exists; deep: its 'video' dataset's length."""
+    path = root / v.path
+    if not path.is_file():
+        return f"{v.path}: no such file"
+    if not deep:
+        return None
+    import h5py
+
     try:
         with h5py.File(path, "r") as f:
-            f.visit(keys.add)
-    except OSError:
-        pass
-    return keys
+            n = len(f["video"]) if "video" in f else None
+    except OSError as e:
+        return f"{v.path}: not a readable HDF5 file ({e})"
+    if n is None:
+        return f"{v.path}: no 'video' dataset"
+    if n != v.n_frames:
+        return f"{v.path}: {n} frames, the index says {v.n_frames}"
+    return None
+
+
+def _shard_problems(root, rel, videos, deep):
+    """{store id: reason} for the videos of one shard: all of them when the file is missing or
+    is not an r3d shard; deep: those whose group or offsets are wrong."""
+    import h5py  # only stores in HDF5 need it
+
+    if not _inside(rel):
+        reason = f"{rel!r}: not a path inside the store"
+    elif not (root / rel).is_file():
+        reason = f"{rel}: no such shard file"
+    else:
+        try:
+            with h5py.File(root / rel, "r") as f:
+                layout = attr_value(f.attrs.get("layout"))
+                if layout != HDF5_LAYOUT:
+                    reason = f"{rel}: not an r3d shard (layout attribute {layout!r})"
+                elif not deep:
+                    return {}
+                else:
+                    out = {}
+                    for v in videos:
+                        problem = _group_problem(f, v)
+                        if problem:
+                            out[v.id] = f"{rel}: {problem}"
+                    return out
+        except OSError as e:
+            reason = f"{rel}: not a readable HDF5 file ({e})"
+    return {v.id: reason for v in videos}
+
+
+def _group_problem(f, v):
+    """What is wrong with a video's group in an open shard, or None."""
+    import h5py
+
+    key = v.key or video_key(v.id)
+    g = f.get(key)
+    if not isinstance(g, h5py.Group) or not isinstance(g.get("offsets"), h5py.Dataset) \
+            or not isinstance(g.get("jpeg"), h5py.Dataset):
+        return f"no group {key} with 'jpeg' and 'offsets'"
+    offsets = g["offsets"][()]
+    n = len(offsets) - 1
+    if n != v.n_frames:
+        return f"{key}: {n} frames in its offsets, the index says {v.n_frames}"
+    if n < 1 or offsets[0] != 0 or (offsets[1:] < offsets[:-1]).any() \
+            or offsets[-1] != g["jpeg"].shape[0]:
+        return f"{key}: its offsets do not fit its {g['jpeg'].shape[0]} bytes of JPEG data"
+    return None

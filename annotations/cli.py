@@ -159,6 +159,9 @@ def _parser():
                                               "store each root of the file records)")
     p.add_argument("--frames-root", type=Path, help="store folder to scan instead")
     p.add_argument("--root", help="check only this root of the file")
+    p.add_argument("--deep", action="store_true",
+                   help="also read every video's frame metadata (its group and offsets in its "
+                        "shard, every frame file); by default only the index and the files")
     p.add_argument("--report", type=Path, help="write every problem and unlisted video as JSON")
     return parser
 
@@ -269,7 +272,7 @@ def _stats(args):
 def _check(args):
     doc = read_annotation(args.input)
     results = check_stores(doc, index=args.index, frames_root=args.frames_root,
-                              root=args.root)
+                              root=args.root, deep=args.deep)
     for r in results:
         print("\n".join(r.lines()))
     if args.report:
