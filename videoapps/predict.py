@@ -88,9 +88,10 @@ def top(scores, names, k):
                                                                    idx.tolist())]
 
 
-def predict(args, out=sys.stdout) -> dict:
-    """Score the videos the options name; print and return {video: result}, and the failures
-    as (video, reason)."""
+def predict(args, out=None):
+    """Score the videos the options name; print them to `out` (default: stdout) and return
+    {video: result} and the failures as (video, reason)."""
+    out = out or sys.stdout
     loaded = Loaded(args, stride=args.stride)
     n_classes = loaded.ckpt.n_classes
     names, note = class_names(loaded.ckpt, args.labels, n_classes)
