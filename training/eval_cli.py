@@ -1,4 +1,5 @@
-"""r3d-eval: video-level top-k and mean class accuracy of an inference results file."""
+"""r3d-eval: video-level top-k and mean class accuracy (and mAP for multi-label files) of an
+inference results file."""
 import argparse
 import json
 import sys
@@ -10,7 +11,9 @@ def build_parser():
     p = argparse.ArgumentParser(
         prog="r3d-eval",
         description="Video-level accuracy of RESULTS.json (written by r3d-train inference or the "
-                    "reference's inference) against the annotation file GT.json.")
+                    "reference's inference) against the annotation file GT.json; mAP too when "
+                    "GT.json is multi-label. Result labels not in GT.json's labels and result "
+                    "ids not in GT.json are reported on stderr.")
     p.add_argument("ground_truth", metavar="GT.json", help="annotation file")
     p.add_argument("results", metavar="RESULTS.json",
                    help='{"results": {video_id: [{"label", "score"}, ...]}}')
@@ -36,12 +39,17 @@ def main(argv=None) -> int:
     except EvaluationError as e:
         print(f"r3d-eval: error: {e}", file=sys.stderr)
         return 2
+    for line in metrics.pop("warnings"):
+        print(f"r3d-eval: warning: {line}", file=sys.stderr)
     if args.json:
         print(json.dumps(metrics))
         return 0
     for k in args.k:
         print(f"top-{k} video accuracy: {metrics[f'top{k}']:.4f}")
     print(f"mean class top-1 accuracy: {metrics['mean_class_top1']:.4f}")
+    if "mAP" in metrics:
+        print(f"mAP: {metrics['mAP']:.4f} (over the {metrics['n_map_classes']} classes with a "
+              "positive video)")
     missing = f", {metrics['n_missing']} without result"
     missing += " (left out)" if args.ignore_missing else " (counted wrong)"
     print(f"videos: {metrics['n_videos']}{missing if metrics['n_missing'] else ''}")
