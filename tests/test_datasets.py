@@ -117,9 +117,10 @@ def test_reduced_decoding_stays_within_its_tolerance(pattern):
 def test_random_training_clips_cover_the_whole_video(stores):
     ds = TrainingClips(reference_doc(), stores["jpg"], transform=RAW)
     i = [s.video_id for s in ds.samples].index("v_jump_0")  # 24 frames, clips of 16
-    random.seed(1)
-    starts = {levels(ds[i][0])[0] for _ in range(200)}
+    starts = {levels(ds[(epoch, i)][0])[0] for epoch in range(200)}
     assert starts == set(range(9))  # frames 0..8 (levels), the last start included
+    ds.set_epoch(7)
+    assert levels(ds[i][0]) == levels(ds[(7, i)][0])  # a plain index takes set_epoch's draws
 
 
 @pytest.mark.parametrize("kind", ["jpg", "hdf5"])
@@ -261,8 +262,12 @@ def test_merged_annotations_across_stores(stores):
                "b/v_walk_1": {"subset": "training", "root": "b", "key": "videos/walk/v_walk_1",
                               "video_path": "shard-00003.h5",
                               "annotations": {"label": "b:walk", "segment": [0, 20]}}}}
-    with pytest.raises(ValueError, match="root 'b' has no path"):
+    with pytest.raises(ValueError, match="in 2 roots .a, b.: give one store per root"):
         TrainingClips(doc, stores["jpg"])
+    with pytest.raises(ValueError, match="root 'b' has no path"):
+        TrainingClips(doc, {"a": stores["jpg"]})
+    with pytest.raises(ValueError, match="root 'zzz', which the annotation file does not name"):
+        TrainingClips(doc, {"zzz": stores["jpg"]})
     h5 = Hdf5Store(stores["hdf5"])
     ds = TrainingClips(doc, {"b": h5}, transform=RAW, sampler=TemporalCenterCrop(20))
     assert [type(s.store).__name__ for s in ds.samples] == ["JpegDirStore", "Hdf5Store"]

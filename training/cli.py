@@ -2,8 +2,7 @@
 import logging
 import sys
 
-from .datasets import FrameReadError, VideoNotFound
-from .engine import NonFiniteLoss
+from .datasets import ClipLoadError, FrameReadError, VideoNotFound
 from .models import CheckpointError
 from .options import parse
 from .trainer import TrainingSetupError, run
@@ -16,7 +15,7 @@ def main(argv=None) -> int:
     try:
         run(args)
     except (TrainingSetupError, CheckpointError, FileNotFoundError, ValueError, VideoNotFound,
-            FrameReadError, NonFiniteLoss) as e:
+            FrameReadError, FloatingPointError, ClipLoadError) as e:
         print(f"r3d-train: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -14,7 +14,19 @@ one, else where the reference puts it: ``<label>/<video id>`` for labelled video
 
 Bad data never becomes an empty or wrong tensor: a video that is missing, whose segment lies
 outside its frames, or whose frames cannot be read raises an error naming the video (and the
-frame); with ``on_bad="skip"`` it is left out with a logged warning instead.
+frame); with ``on_bad="skip"`` it is left out with a logged warning instead (a training item is
+replaced by the next readable one; a validation or inference item comes back empty, so that no
+video is counted twice).
+
+Randomness is data: an item is indexed by ``index`` or by ``(epoch, index)`` (what
+`training.randomness.EpochSampler` yields), and every random draw for it (temporal start,
+crop, flip, jitter) comes from a generator derived from (seed, epoch, index). A plain index uses
+the epoch set with `set_epoch`.
+
+``output="uint8"`` returns clips as uint8 C x T x H x W (cropped, resized, flipped) and leaves
+the conversion to float and the normalisation to `transform.normalizer()`, applied to whole
+batches after collation (on the GPU, after a pinned copy): a worker then sends a quarter of the
+bytes. The default, ``output="float"``, returns normalised float32 clips.
 """
 import ctypes
 import ctypes.util
@@ -32,6 +44,7 @@ from storeformat import video_key
 from .annotation_file import read_annotation_file, root_frame_base
 from .decode import ClipBuffers, DecodeError, decode_clip, jpeg_size, scaled_size
 from .region import decode_region_clip, region_decoder
+from .randomness import item_rng
 from .sampling import SlidingWindow, TemporalEvenCrop, TemporalRandomCrop
 from .stores import FrameReadError, FrameStore, VideoNotFound, open_store
 from .transforms import eval_transform, train_transform
@@ -39,6 +52,7 @@ from .transforms import eval_transform, train_transform
 log = logging.getLogger(__name__)
 
 ON_BAD = ("raise", "skip")
+OUTPUTS = ("float", "uint8")
 #: Group path prefix of a video inside an r3d HDF5 shard (storeformat.video_key).
 SHARD_GROUP_PREFIX = video_key("")
 SEGMENT_MODES = ("each", "video")
@@ -47,6 +61,28 @@ REGION_MAX_SHARE = 0.9
 #: How many following items a dataset tries, under on_bad="skip", before giving up.
 MAX_SUBSTITUTES = 20
 MAX_LISTED_PROBLEMS = 10
+
+
+class ClipLoadError(RuntimeError):
+    """A clip could not be loaded in a DataLoader worker. The DataLoader re-raises it in the
+    main process with the worker's traceback as the message; only the reason is kept, so that
+    r3d-train reports one line, as it does without workers."""
+
+    MARK = "ClipLoadError: "
+
+    def __init__(self, message):
+        message = str(message)
+        if "Original Traceback" in message and self.MARK in message:
+            message = message.rsplit(self.MARK, 1)[1].strip()
+        super().__init__(message)
+
+
+def _split_key(key):
+    """(epoch or None, index) of a dataset key: an index or an (epoch, index) pair."""
+    if isinstance(key, tuple):
+        epoch, index = key
+        return int(epoch), int(index)
+    return None, int(key)
 
 
 def keep_freed_memory() -> bool:
@@ -83,17 +119,28 @@ class StoreSet:
     """The stores an annotation file's videos live in.
 
     `stores` is one store (a FrameStore or a path), or a dict mapping the file's root names to
-    stores. Entries naming a ``root`` are looked up in that store (a root missing from `stores`
-    is opened from the path the file records for it); other entries in every store given, in
-    order."""
+    stores. Stores given by the caller always win over the paths a file records: one store
+    given without a name serves every entry, whatever root it names (a file with several
+    roots then needs them named); a named store serves the entries of that root, and a root
+    the caller did not name is opened from the path the file records for it. A name that is
+    not one of the file's roots is an error."""
 
     def __init__(self, stores, doc=None):
         if isinstance(stores, (FrameStore, str, Path)):
             stores = {None: stores}
         if not isinstance(stores, dict) or not stores:
             raise TypeError("stores must be a FrameStore, a path, or a non-empty dict of them")
-        self._stores = {name: self._open(s) for name, s in stores.items()}
         self._roots = (doc or {}).get("roots") or {}
+        unknown = sorted(str(n) for n in stores if n is not None and n not in self._roots)
+        if unknown and self._roots:
+            known = ", ".join(sorted(self._roots)) or "none"
+            raise ValueError(f"store given for root {unknown[0]!r}, which the annotation file "
+                             f"does not name (its roots: {known})")
+        if None in stores and len(self._roots) > 1 and len(stores) == 1:
+            raise ValueError(f"the annotation file's videos are in {len(self._roots)} roots "
+                             f"({', '.join(sorted(self._roots))}): give one store per root "
+                             f"as NAME=PATH")
+        self._stores = {name: self._open(s) for name, s in stores.items()}
 
     @staticmethod
     def _open(store):
@@ -105,6 +152,8 @@ class StoreSet:
             return list(self._stores.values())
         if name in self._stores:
             return [self._stores[name]]
+        if None in self._stores and len(self._stores) == 1:
+            return [self._stores[None]]
         path = (self._roots.get(name) or {}).get("path")
         if not path:
             raise VideoNotFound(f"root {name!r} has no path in the annotation file: pass its "
@@ -128,13 +177,15 @@ class StoreSet:
 
 def candidate_keys(video_id, entry, label_names=()) -> list:
     """Store keys an entry's video may have, most specific first: the r3d shard group
-    (``key`` = videos/<id>), ``video_path`` (with a per-video file's suffix dropped), then the
-    reference's rule: <label>/<id> for labelled videos (each label of a multi-label one),
-    <id>, and v_<id> (ActivityNet)."""
+    (``key`` = videos/<id>), ``store_id`` (r3d-annotate's), ``video_path`` (with a per-video
+    file's suffix dropped), then the reference's rule: <label>/<id> for labelled videos (each
+    label of a multi-label one), <id>, and v_<id> (ActivityNet)."""
     keys = []
     group = entry.get("key")
     if isinstance(group, str) and group.startswith(SHARD_GROUP_PREFIX):
         keys.append(group[len(SHARD_GROUP_PREFIX):])
+    if isinstance(entry.get("store_id"), str) and entry["store_id"]:
+        keys.append(entry["store_id"])
     path = entry.get("video_path")
     if path:
         keys.append(path)
@@ -257,9 +308,11 @@ class ClipDataset(Dataset):
 
     def __init__(self, annotation, stores, subset, transform, sampler, *, target=None,
                  segments="each", on_bad="raise", reduced_decode=True, max_decode_factor=8,
-                 region_decode=True, keep_memory=True):
+                 region_decode=True, keep_memory=True, output="float", seed=0):
         if on_bad not in ON_BAD:
             raise ValueError(f"on_bad must be one of {ON_BAD}, got {on_bad!r}")
+        if output not in OUTPUTS:
+            raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
         doc = annotation if isinstance(annotation, dict) else read_annotation_file(annotation)
         self.source = "<annotation>" if isinstance(annotation, dict) else str(annotation)
         self.class_names = list(doc["labels"])
@@ -272,13 +325,17 @@ class ClipDataset(Dataset):
         self.transform = transform
         self.sampler = sampler
         self.on_bad = on_bad
+        self.output = output
+        self.seed = int(seed)
+        self.epoch = 0
         self.reduced_decode = reduced_decode
         self.max_decode_factor = max_decode_factor
         self.keep_memory = keep_memory
         self._setup_pid = None
         # Built (or found) here, before DataLoader workers fork, so they inherit it loaded.
         self._region_lib = region_decoder() if region_decode else None
-        self.samples, problems = build_samples(doc, StoreSet(stores, doc), subset, segments)
+        store_set = stores if isinstance(stores, StoreSet) else StoreSet(stores, doc)
+        self.samples, problems = build_samples(doc, store_set, subset, segments)
         self._report(problems)
         if not self.samples:
             raise ValueError(f"{self.source}: no usable videos in subset {subset!r}")
@@ -315,6 +372,16 @@ class ClipDataset(Dataset):
             raise ValueError(msg + "\n(pass on_bad='skip' to leave them out)")
         log.warning("%s\nleaving them out (on_bad='skip')", msg)
 
+    def set_epoch(self, epoch: int) -> None:
+        """The epoch whose draws plain integer indices get (keys from EpochSampler carry
+        their own)."""
+        self.epoch = int(epoch)
+
+    def rng(self, key):
+        """(index, generator of the item's random draws) of a dataset key."""
+        epoch, index = _split_key(key)
+        return index, item_rng(self.seed, self.epoch if epoch is None else epoch, index)
+
     @property
     def video_ids(self):
         return [s.video_id for s in self.samples]
@@ -327,8 +394,9 @@ class ClipDataset(Dataset):
             t[list(sample.labels)] = 1.0
         return t
 
-    def load_clips(self, sample, clips) -> list:
-        """Read, decode and transform the clips (lists of frame numbers) of one sample."""
+    def load_clips(self, sample, clips, rng=None) -> list:
+        """Read, decode and transform the clips (lists of frame numbers) of one sample, with
+        the random parameters drawn from `rng` (a random.Random)."""
         if self._setup_pid != os.getpid():
             self._setup_pid = os.getpid()
             if self.keep_memory:
@@ -340,7 +408,7 @@ class ClipDataset(Dataset):
             hw = jpeg_size(data[0])
         except DecodeError as e:
             raise FrameReadError(sample.store, sample.key, unique[0], e.reason) from None
-        plans = [self.transform.plan(hw) for _ in clips]
+        plans = [self.transform.plan(hw, rng) for _ in clips]
         factor = 1
         if self.reduced_decode:
             factor = min(self.transform.decode_factor(hw, p, self.max_decode_factor)
@@ -362,7 +430,8 @@ class ClipDataset(Dataset):
         out = []
         for clip, plan, box in zip(clips, plans, boxes):
             frames = decoded if position is None else decoded[[position[f] for f in clip]]
-            result = self.transform.apply(frames, plan, full_hw=hw, box=box)
+            result = self.transform.apply(frames, plan, full_hw=hw, box=box,
+                                          normalize=self.output == "float")
             # The decode buffer is reused for the next clip: nothing returned may share it.
             if result.untyped_storage().data_ptr() == decoded.untyped_storage().data_ptr():
                 result = result.clone()
@@ -386,22 +455,36 @@ class ClipDataset(Dataset):
         return ([(b[0] - top, b[1] - left, b[2], b[3]) for b in boxes],
                 (top, left, bottom - top, right - left))
 
-    def _with_fallback(self, index, get):
-        """get(index), or under on_bad='skip' the next readable item after logging why."""
+    def _load(self, key, get, substitute):
+        """get(index, rng) for a dataset key. A bad item raises, or under on_bad='skip' is
+        logged and replaced by the next readable item (`substitute`, training) or by None.
+        In a DataLoader worker, errors cross to the main process as one-line ClipLoadError."""
         try:
-            return get(index)
+            return self._with_fallback(key, get, substitute)
+        except (FrameReadError, VideoNotFound, ValueError, RuntimeError) as e:
+            from torch.utils.data import get_worker_info
+            if get_worker_info() is None or isinstance(e, ClipLoadError):
+                raise
+            raise ClipLoadError(str(e)) from None
+
+    def _with_fallback(self, key, get, substitute):
+        index, rng = self.rng(key)
+        try:
+            return get(index, rng)
         except (FrameReadError, VideoNotFound) as e:
             if self.on_bad == "raise":
                 raise
             log.warning("skipping item %d: %s", index, e)
             self._bad.add(index)
             first_error = e
+        if not substitute:
+            return None
         for k in range(1, MAX_SUBSTITUTES + 1):
             j = (index + k) % len(self)
             if j in self._bad:
                 continue
             try:
-                return get(j)
+                return get(j, rng)
             except (FrameReadError, VideoNotFound) as e:
                 log.warning("skipping item %d: %s", j, e)
                 self._bad.add(j)
@@ -423,13 +506,13 @@ class TrainingClips(ClipDataset):
     def __len__(self):
         return len(self.samples)
 
-    def _get(self, index):
+    def _get(self, index, rng):
         sample = self.samples[index]
-        clips = self.sampler(sample.frames)
-        return self.load_clips(sample, clips[:1])[0], self.target(sample)
+        clips = self.sampler(sample.frames, rng)
+        return self.load_clips(sample, clips[:1], rng)[0], self.target(sample)
 
-    def __getitem__(self, index):
-        return self._with_fallback(index, self._get)
+    def __getitem__(self, key):
+        return self._load(key, self._get, substitute=True)
 
 
 class ValidationClips(ClipDataset):
@@ -447,18 +530,24 @@ class ValidationClips(ClipDataset):
     def __len__(self):
         return len(self.samples)
 
-    def _get(self, index):
+    def _get(self, index, rng):
         sample = self.samples[index]
-        clips = self.load_clips(sample, self.sampler(sample.frames))
+        clips = self.load_clips(sample, self.sampler(sample.frames, rng), rng)
         return torch.stack(clips), self.target(sample), index
 
-    def __getitem__(self, index):
-        return self._with_fallback(index, self._get)
+    def __getitem__(self, key):
+        """(clips, target, video index); under on_bad='skip' an unreadable video gives None
+        (left out by `collate_multi_clips`)."""
+        return self._load(key, self._get, substitute=False)
 
 
 def collate_multi_clips(batch):
     """Batch `ValidationClips` items: (clips N x C x T x H x W, targets N, video index N), one
-    row per clip, so clip scores can be averaged per video."""
+    row per clip, so clip scores can be averaged per video. Skipped (None) items are left
+    out."""
+    batch = [b for b in batch if b is not None]
+    if not batch:
+        return None
     clips = torch.cat([b[0] for b in batch])
     counts = [len(b[0]) for b in batch]
     targets = default_collate([b[1] for b, n in zip(batch, counts) for _ in range(n)])
@@ -488,12 +577,20 @@ class InferenceWindows(ClipDataset):
     def __len__(self):
         return len(self._video)
 
-    def _get(self, index):
+    def _get(self, index, rng):
         v = int(self._video[index])
         sample = self.samples[v]
         clip = self.sampler.clip_at(sample.frames, int(self._start[index]))
         segment = torch.tensor([min(clip) - sample.shift, max(clip) + 1 - sample.shift])
-        return self.load_clips(sample, [clip])[0], v, segment
+        return self.load_clips(sample, [clip], rng)[0], v, segment
 
-    def __getitem__(self, index):
-        return self._with_fallback(index, self._get)
+    def __getitem__(self, key):
+        """(clip, video index, segment); under on_bad='skip' an unreadable window gives None
+        (left out by `collate_windows`)."""
+        return self._load(key, self._get, substitute=False)
+
+
+def collate_windows(batch):
+    """Batch `InferenceWindows` items, leaving out skipped (None) ones; None if all were."""
+    batch = [b for b in batch if b is not None]
+    return default_collate(batch) if batch else None

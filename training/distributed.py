@@ -37,7 +37,7 @@ def setup(device: str = "auto", backend: str = None) -> Context:
     use_cuda = torch.cuda.is_available() if device == "auto" else device.startswith("cuda")
     if use_cuda:
         if not torch.cuda.is_available():
-            raise RuntimeError(f"--device {device}: CUDA is not available on this machine")
+            raise ValueError(f"--device {device}: CUDA is not available on this machine")
         dev = torch.device("cuda", local_rank if device in ("auto", "cuda") else
                            torch.device(device).index or 0)
         torch.cuda.set_device(dev)
@@ -62,6 +62,29 @@ def all_reduce_sums(ctx: Context, *values):
                      device=ctx.device if ctx.device.type == "cuda" else "cpu")
     dist.all_reduce(t)
     return tuple(t.tolist())
+
+
+def all_reduce_tensor(ctx: Context, t: torch.Tensor) -> torch.Tensor:
+    """The element-wise sum of a CPU tensor over all processes (in place; through the GPU
+    under NCCL)."""
+    if not ctx.distributed:
+        return t
+    if ctx.device.type == "cuda":
+        on_device = t.to(ctx.device)
+        dist.all_reduce(on_device)
+        return t.copy_(on_device.cpu())
+    dist.all_reduce(t)
+    return t
+
+
+def all_true(ctx: Context, flag: bool) -> bool:
+    """True when `flag` is true on every process (so all of them stop together)."""
+    if not ctx.distributed:
+        return flag
+    t = torch.tensor([1.0 if flag else 0.0],
+                     device=ctx.device if ctx.device.type == "cuda" else "cpu")
+    dist.all_reduce(t, op=dist.ReduceOp.MIN)
+    return bool(t.item() > 0)
 
 
 def gather_objects(ctx: Context, obj):

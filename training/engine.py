@@ -1,7 +1,9 @@
 """One epoch of training, clip-level validation, and sliding-window scoring of whole videos.
 
-Every function works in one process or under torchrun: sums are all-reduced, per-video scores
-gathered, and only the main process shows progress bars."""
+Every function works in one process or under torchrun: sums and per-video score sums are
+all-reduced, and only the main process shows progress bars. Batches arrive as the workers made
+them (uint8 clips, usually) and `Inputs` turns them into the model's float input on its device.
+A batch whose items were all skipped (on_bad='skip') arrives as None and is passed over."""
 import contextlib
 import logging
 
@@ -10,7 +12,7 @@ import torch.nn.functional as F
 from torch.utils.data import Sampler
 from tqdm.auto import tqdm
 
-from .distributed import all_reduce_sums, gather_objects
+from .distributed import all_reduce_sums, all_reduce_tensor, all_true, gather_objects
 
 log = logging.getLogger(__name__)
 
@@ -74,31 +76,52 @@ def _hits(outputs, targets, multilabel):
     return int((top1 == targets).sum())
 
 
-def _to_device(x, device, channels_last=False):
-    x = x.to(device, non_blocking=True)
-    if channels_last and x.dim() == 5:
-        x = x.contiguous(memory_format=torch.channels_last_3d)
-    return x
+class Inputs:
+    """Collated clips -> the model's input: a non-blocking copy to `device` (from pinned
+    memory on CUDA), then, for uint8 clips, conversion and normalisation there
+    (`normalizer`: the transform's Normalize stage; `channels`: how many channels the model
+    takes), then the memory format."""
+
+    def __init__(self, device, normalizer=None, channels=None, channels_last=False):
+        self.device, self.normalizer, self.channels = device, normalizer, channels
+        self.channels_last = channels_last
+
+    def __call__(self, x):
+        x = x.to(self.device, non_blocking=True)
+        if self.normalizer is not None:
+            x = self.normalizer.batch(x, self.channels)
+        if self.channels_last and x.dim() == 5:
+            x = x.contiguous(memory_format=torch.channels_last_3d)
+        return x
+
+
+def _inputs(ctx, inputs):
+    return inputs if inputs is not None else Inputs(ctx.device)
 
 
 def train_epoch(model, loader, criterion, optimizer, ctx, epoch, *, scaler=None, amp=None,
-                channels_last=False, multilabel=False, on_batch=None, progress=True):
+                inputs=None, multilabel=False, on_batch=None, progress=True):
     """Train one epoch; returns (mean loss, clip accuracy) over every process's clips.
-    `on_batch(batch, iteration, loss, acc)` is called on the main process after each step."""
+    `on_batch(batch, iteration, loss, acc)` is called on the main process after each step.
+    A non-finite loss on any process stops every process with NonFiniteLoss (no hang)."""
+    prepare = _inputs(ctx, inputs)
     model.train()
     total_loss = total_hits = total_n = 0.0
     n_batches = len(loader)
     bar = tqdm(loader, desc=f"epoch {epoch} train", unit="batch", leave=False,
                disable=not (progress and ctx.is_main), dynamic_ncols=True)
-    for batch, (inputs, targets) in enumerate(bar, 1):
-        inputs = _to_device(inputs, ctx.device, channels_last)
-        targets = targets.to(ctx.device, non_blocking=True)
+    for batch, items in enumerate(bar, 1):
+        if items is None:
+            continue
+        inputs, targets = prepare(items[0]), items[1].to(ctx.device, non_blocking=True)
         with autocast(ctx.device, amp):
             outputs = model(inputs)
             loss = criterion(outputs.float(), targets)
-        if not torch.isfinite(loss):
-            raise NonFiniteLoss(f"epoch {epoch}, batch {batch}: the loss is {loss.item()}; "
-                                f"lower --learning-rate, or check the inputs")
+        if not all_true(ctx, bool(torch.isfinite(loss))):
+            where = f"the loss is {loss.item()}" if not torch.isfinite(loss) else \
+                "another process's loss is not finite"
+            raise NonFiniteLoss(f"epoch {epoch}, batch {batch}: {where}; lower "
+                                f"--learning-rate, or check the inputs")
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None:
             scaler.scale(loss).backward()
@@ -121,16 +144,18 @@ def train_epoch(model, loader, criterion, optimizer, ctx, epoch, *, scaler=None,
 
 
 @torch.no_grad()
-def validate_clips(model, loader, criterion, ctx, epoch, *, amp=None, channels_last=False,
+def validate_clips(model, loader, criterion, ctx, epoch, *, amp=None, inputs=None,
                    multilabel=False, progress=True):
     """Loss and accuracy over every validation clip (k per video); returns (loss, acc)."""
+    prepare = _inputs(ctx, inputs)
     model.eval()
     total_loss = total_hits = total_n = 0.0
     bar = tqdm(loader, desc=f"epoch {epoch} val", unit="batch", leave=False,
                disable=not (progress and ctx.is_main), dynamic_ncols=True)
-    for inputs, targets, _ in bar:
-        inputs = _to_device(inputs, ctx.device, channels_last)
-        targets = targets.to(ctx.device, non_blocking=True)
+    for items in bar:
+        if items is None:
+            continue
+        inputs, targets = prepare(items[0]), items[1].to(ctx.device, non_blocking=True)
         with autocast(ctx.device, amp):
             outputs = model(inputs).float()
         n = inputs.size(0)
@@ -142,32 +167,35 @@ def validate_clips(model, loader, criterion, ctx, epoch, *, amp=None, channels_l
 
 
 @torch.no_grad()
-def score_windows(model, loader, n_videos, ctx, *, amp=None, channels_last=False,
+def score_windows(model, loader, n_videos, n_classes, ctx, *, amp=None, inputs=None,
                   keep_windows=False, progress=True, desc="inference"):
     """Softmax scores of sliding windows (items: clip, video index, segment).
 
-    Returns, on every process, (video score sums V x C, windows per video V) and, with
-    `keep_windows`, a list of (video index, segment, scores) per window."""
+    Returns, on every process, (video score sums V x C float32, windows per video V) summed
+    over processes with all_reduce, and, with `keep_windows`, a list of (video index, segment,
+    scores) per window (gathered from every process)."""
+    prepare = _inputs(ctx, inputs)
     model.eval()
-    sums, counts, windows = None, torch.zeros(n_videos, dtype=torch.long), []
+    sums = torch.zeros(n_videos, n_classes, dtype=torch.float32)
+    counts, windows = torch.zeros(n_videos, dtype=torch.float32), []
     bar = tqdm(loader, desc=desc, unit="batch", leave=False,
                disable=not (progress and ctx.is_main), dynamic_ncols=True)
-    for inputs, videos, segments in bar:
-        inputs = _to_device(inputs, ctx.device, channels_last)
+    for items in bar:
+        if items is None:
+            continue
+        clips, videos, segments = items
         with autocast(ctx.device, amp):
-            probs = F.softmax(model(inputs).float(), dim=1).cpu()
-        if sums is None:
-            sums = torch.zeros(n_videos, probs.size(1), dtype=torch.float64)
+            probs = F.softmax(model(prepare(clips)).float(), dim=1).cpu()
         videos = torch.as_tensor(videos)
-        sums.index_add_(0, videos, probs.double())
-        counts.index_add_(0, videos, torch.ones_like(videos))
+        sums.index_add_(0, videos, probs)
+        counts.index_add_(0, videos, torch.ones(len(videos)))
         if keep_windows:
             windows.extend(zip(videos.tolist(), segments.tolist(), probs))
-    parts = gather_objects(ctx, (sums, counts, windows))
-    sums = sum(p[0] for p in parts if p[0] is not None)
-    counts = sum(p[1] for p in parts)
-    windows = [w for p in parts for w in p[2]]
-    return sums, counts, windows
+    sums = all_reduce_tensor(ctx, sums)
+    counts = all_reduce_tensor(ctx, counts)
+    if keep_windows:
+        windows = [w for part in gather_objects(ctx, windows) for w in part]
+    return sums, counts.long(), windows
 
 
 def top_results(scores, class_names, k):

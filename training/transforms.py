@@ -329,6 +329,18 @@ class Normalize(Transform):
     def __repr__(self):
         return f"Normalize(mean={self.mean}, std={self.std}, value_scale={self.value_scale})"
 
+    def batch(self, x: torch.Tensor, channels: int = None) -> torch.Tensor:
+        """Normalise a collated batch N x C x T x H x W (uint8 from workers that left this
+        stage out, or float in [0, 1]) on its own device: the same arithmetic as `apply`, so
+        the same numbers. `channels`: use the first `channels` channels' mean and std."""
+        c = channels or x.shape[1]
+        scale = (self._scale_byte if x.dtype == torch.uint8 else self._scale_unit)[:c]
+        shift = self._shift[:c]
+        if x.shape[1] != c:
+            raise ValueError(f"Normalize for {c} channels, the batch has {x.shape[1]}")
+        out = x.to(torch.float32)
+        return out.mul_(scale.to(x.device)).add_(shift.to(x.device))
+
     def apply(self, clip, p=None):
         src = clip.permute(3, 0, 1, 2)
         scale = self._scale_byte if clip.dtype == torch.uint8 else self._scale_unit
@@ -400,10 +412,16 @@ class Compose(Transform):
         box = first.box(hw, plan[0])
         return box if decoded_hw is None else _scale_box(box, hw, decoded_hw)
 
-    def apply(self, clip, plan, full_hw=None, box=None):
+    def normalizer(self) -> Normalize:
+        """The last stage, for batches whose clips were transformed with normalize=False."""
+        return self.transforms[-1]
+
+    def apply(self, clip, plan, full_hw=None, box=None, normalize=True):
         """Run `plan` on `clip`. When the clip was decoded at a reduced size or only in part,
         `full_hw` is the frames' full size, to which the plan refers, and `box` where the first
-        transform's crop lies in `clip` (by default: the crop box scaled to the clip's size)."""
+        transform's crop lies in `clip` (by default: the crop box scaled to the clip's size).
+        `normalize=False` stops before the last stage (`normalizer()`): the clip comes back as
+        C x T x H x W in its own dtype (uint8 unless a colour jitter made it float)."""
         clip = as_clip(clip)
         start = 0
         hw = tuple(clip.shape[1:3])
@@ -414,9 +432,12 @@ class Compose(Transform):
             clip = first.apply(clip, {**(plan[0] or {}), "out": first.output_size(full_hw,
                                                                                    plan[0])}, box)
             start = 1
-        for t, p in zip(self.transforms[start:], plan[start:]):
+        stages = list(zip(self.transforms, plan))[start:]
+        if not normalize:
+            stages = stages[:-1]
+        for t, p in stages:
             clip = t.apply(clip, p)
-        return clip
+        return clip if normalize else clip.permute(3, 0, 1, 2).contiguous()
 
     def __call__(self, clip, rng=None):
         clip = as_clip(clip)

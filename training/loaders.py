@@ -1,0 +1,144 @@
+"""The datasets and DataLoaders of an r3d-train run, built once from one reading of the
+annotation file and one set of open stores, and shared by training, validation, video-level
+evaluation and inference. The parsed annotation is dropped once the datasets hold their
+samples.
+
+Workers send uint8 clips; `Inputs` (training.engine) converts and normalises whole batches on
+the device. The training order and every random draw come from training.randomness, so they
+do not depend on the workers.
+"""
+import logging
+from dataclasses import dataclass
+from typing import Optional
+
+from torch.utils.data import DataLoader
+
+from .annotation_file import read_annotation_file
+from .builders import TrainingSetupError
+from .datasets import (InferenceWindows, StoreSet, TrainingClips, ValidationClips,
+                       collate_multi_clips, collate_windows)
+from .engine import Inputs, ShardSampler, VideoBatchSampler
+from .evaluation import EvaluationError, resolve_subset
+from .randomness import EpochSampler
+from .sampling import SlidingWindow, TemporalCenterCrop, TemporalEvenCrop, TemporalRandomCrop
+from .transforms import eval_transform, train_transform
+
+log = logging.getLogger(__name__)
+
+
+class FirstChannels:
+    """A transform whose output keeps only its first `n` channels (2 for optical flow stored as
+    the x and y channels of JPEG frames); everything else is the wrapped transform's."""
+
+    def __init__(self, transform, n):
+        self.transform, self.n = transform, n
+
+    def __getattr__(self, name):
+        return getattr(self.transform, name)
+
+    def apply(self, clip, plan, **kwargs):
+        return self.transform.apply(clip, plan, **kwargs)[:self.n]
+
+
+def build_transforms(args):
+    """(training, validation, inference) transforms from the options."""
+    norm = dict(norm=args.mean_dataset, value_scale=args.value_scale,
+                mean_norm=not args.no_mean_norm, std_norm=not args.no_std_norm)
+    train = train_transform(args.sample_size, crop=args.train_crop, hflip=not args.no_hflip,
+                            color_jitter=(0.4, 0.4, 0.4, 0.1) if args.colorjitter else None,
+                            min_scale=args.train_crop_min_scale,
+                            min_ratio=args.train_crop_min_ratio, **norm)
+    val = eval_transform(args.sample_size, crop="center", **norm)
+    infer = eval_transform(args.sample_size,
+                           crop="center" if args.inference_crop == "center" else "none", **norm)
+    if args.input_type == "flow":
+        train, val, infer = (FirstChannels(t, 2) for t in (train, val, infer))
+    return train, val, infer
+
+
+def input_pipe(transform, ctx, args) -> Inputs:
+    """What turns a batch made with `transform` into the model's input on ctx.device."""
+    channels = 2 if args.input_type == "flow" else None
+    return Inputs(ctx.device, transform.normalizer(), channels,
+                  args.channels_last and ctx.device.type == "cuda")
+
+
+@dataclass
+class RunData:
+    """The run's datasets (None where the options need none) and what the file says."""
+    class_names: list
+    multilabel: bool
+    train: Optional[TrainingClips] = None
+    val: Optional[ValidationClips] = None
+    val_videos: Optional[InferenceWindows] = None
+    infer: Optional[InferenceWindows] = None
+    infer_subset: Optional[str] = None
+
+
+def build_data(args, transforms) -> RunData:
+    """Read the annotation once and build every dataset the options ask for."""
+    doc = read_annotation_file(args.annotation_path)
+    stores = StoreSet(args.stores, doc)
+    train_tf, val_tf, infer_tf = transforms
+    common = dict(on_bad=args.on_bad_video, output="uint8", seed=args.manual_seed)
+
+    def subset(name):
+        try:
+            return resolve_subset(doc["database"], name)
+        except EvaluationError as e:
+            raise TrainingSetupError(f"{args.annotation_path}: {e}") from None
+
+    data = RunData(list(doc["labels"]), bool(doc.get("multi_label")))
+    if not args.no_train:
+        sampler_cls = TemporalRandomCrop if args.train_t_crop == "random" else TemporalCenterCrop
+        data.train = TrainingClips(doc, stores, subset("training"), train_tf,
+                                   sampler_cls(args.sample_duration, args.sample_t_stride),
+                                   **common)
+    if not args.no_val:
+        val = subset("validation")
+        data.val = ValidationClips(doc, stores, val, val_tf,
+                                   TemporalEvenCrop(args.sample_duration, args.n_val_samples,
+                                                    args.sample_t_stride), **common)
+        data.val_videos = InferenceWindows(doc, stores, val, val_tf, _windows(args), **common)
+    if args.inference:
+        data.infer_subset = subset(args.inference_subset)
+        data.infer = InferenceWindows(doc, stores, data.infer_subset, infer_tf, _windows(args),
+                                      **common)
+    return data
+
+
+def _windows(args):
+    return SlidingWindow(args.sample_duration, args.inference_stride, args.sample_t_stride)
+
+
+def _options(args, ctx, persistent=True):
+    workers = args.n_threads
+    return {"num_workers": workers, "pin_memory": ctx.device.type == "cuda",
+            "persistent_workers": persistent and workers > 0}
+
+
+def train_loader(ds, args, ctx) -> DataLoader:
+    """Batches of (epoch, index) keys drawn by an EpochSampler: call
+    loader.sampler.set_epoch(epoch) before each epoch."""
+    sampler = EpochSampler(len(ds), args.manual_seed, ctx.rank, ctx.world_size)
+    return DataLoader(ds, batch_size=args.batch_size, sampler=sampler,
+                      **_options(args, ctx))
+
+
+def val_loader(ds, args, ctx) -> DataLoader:
+    per_batch = max(1, args.batch_size // args.n_val_samples)
+    return DataLoader(ds, batch_size=per_batch, collate_fn=collate_multi_clips,
+                      sampler=ShardSampler(len(ds), ctx.rank, ctx.world_size),
+                      **_options(args, ctx))
+
+
+def window_loader(ds, args, ctx, nocrop=False) -> DataLoader:
+    """Windows in batches of --inference-batch-size; with uncropped frames, whose size differs
+    between videos, a batch holds windows of one video only."""
+    opts = _options(args, ctx, persistent=False)
+    if nocrop:
+        batches = VideoBatchSampler(ds._video, args.inference_batch_size, ctx.rank,
+                                    ctx.world_size)
+        return DataLoader(ds, batch_sampler=batches, collate_fn=collate_windows, **opts)
+    return DataLoader(ds, batch_size=args.inference_batch_size, collate_fn=collate_windows,
+                      sampler=ShardSampler(len(ds), ctx.rank, ctx.world_size), **opts)
