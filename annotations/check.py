@@ -119,13 +119,19 @@ def _open_recorded(path):
     return StoreCatalog.scan(p)
 
 
+def _relative(path):
+    """A video_path that is a store id (older files), else None (the reference's absolute one)."""
+    return path if isinstance(path, str) and not path.startswith("/") else None
+
+
 def _check_root(name, items, catalog, root_info, deep=False):
     locations = OrderedDict()
     for vid, entry in items:
-        loc = (entry.get("video_path"), entry.get("video_id"))
+        # store_id; files written before it have r3d's store id in video_path.
+        store_id = entry.get("store_id") or _relative(entry.get("video_path"))
+        loc = (store_id, entry.get("video_id"))
         group = locations.get(loc)
         if group is None:
-            store_id = entry.get("video_path")
             base_id = entry.get("video_id") or entry.get("original_id") or vid
             m = _KINETICS_ID.match(base_id)
             aliases = ()

@@ -51,8 +51,10 @@ class StoreCatalog:
 
     def root_info(self) -> dict:
         """The ``roots`` entry describing this store in an annotation file."""
+        # The reference's per-video HDF5 files number frames from 0, as its loader reads them.
+        base = 0 if self.format == "hdf5-video" else FRAME_BASE
         return {"path": str(self.root.resolve()) if self.root is not None else None,
-                "format": self.format, "frame_base": FRAME_BASE}
+                "format": self.format, "frame_base": base}
 
     @classmethod
     def open(cls, index=None, frames_root=None):

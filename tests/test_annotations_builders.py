@@ -53,7 +53,7 @@ def test_ucf101_official_counts_and_quirks(official, tmp_path):
     # The case quirk: the folder (and class) is HandstandPushups, the files HandStandPushups.
     quirk = doc["database"]["v_HandStandPushups_g08_c01"]
     assert quirk["annotations"] == {"label": "HandstandPushups"}
-    assert quirk["video_path"] == "HandstandPushups/v_HandStandPushups_g08_c01"
+    assert quirk["store_id"] == "HandstandPushups/v_HandStandPushups_g08_c01"
     assert "HandStandPushups" not in doc["labels"]
     # Without a store: no frame counts, no segment.
     assert all("n_frames" not in e for e in doc["database"].values())
@@ -94,7 +94,7 @@ def test_hmdb51_official_counts_and_stray_files(official, tmp_path):
     assert "notes" not in doc["labels"] and "README.md" not in doc["labels"]
     entry = doc["database"]["April_09_brush_hair_u_nm_np1_ba_goo_0"]
     assert entry["annotations"]["label"] == "brush_hair" and entry["subset"] == "training"
-    assert entry["video_path"] == "brush_hair/April_09_brush_hair_u_nm_np1_ba_goo_0"
+    assert entry["store_id"] == "brush_hair/April_09_brush_hair_u_nm_np1_ba_goo_0"
 
 
 def test_hmdb51_missing_split_file_is_named(official, tmp_path):
@@ -117,7 +117,7 @@ def test_kinetics700_validation_counts(official, tmp_path):
     assert len(doc["labels"]) == 700 and _subsets(doc) == {"validation": 34173}
     first = doc["database"]["---QUuC4vJs_000084_000094"]
     assert first["annotations"] == {"label": "testifying"}
-    assert first["video_path"] == "testifying/---QUuC4vJs_000084_000094"
+    assert first["store_id"] == "testifying/---QUuC4vJs_000084_000094"
     assert doc["sources"] == {"kinetics700": {"dataset": "kinetics700",
                                               "files": ["validate.csv"]}}
     # No training CSV in the fixtures: first appearance in validate.csv stands in for it.
@@ -135,7 +135,7 @@ def test_kinetics700_test_file_without_labels(official):
     assert _subsets(doc) == {"validation": 34173, "testing": 67714}
     test = doc["database"]["---v8pgm1eQ_000000_000010"]
     assert test["subset"] == "testing" and test["annotations"] == {}
-    assert test["video_path"] == "test/---v8pgm1eQ_000000_000010"
+    assert test["store_id"] == "test/---v8pgm1eQ_000000_000010"
 
 
 def test_kinetics400_2017_validation_counts(official):
@@ -176,7 +176,7 @@ def test_kinetics_with_index_matches_downloader_names(tmp_path):
     db = out.doc["database"]
     assert set(db) == {"---QUuC4vJs_000084_000094", "--GkrdYZ9Tc_000000_000010",
                        "-5bmQ9dQRz0_000003_000013"}
-    assert db["--GkrdYZ9Tc_000000_000010"]["video_path"] == "washing_feet/--GkrdYZ9Tc_0_10"
+    assert db["--GkrdYZ9Tc_000000_000010"]["store_id"] == "washing_feet/--GkrdYZ9Tc_0_10"
     assert db["--GkrdYZ9Tc_000000_000010"]["annotations"] == {"label": "washing feet",
                                                               "segment": [1, 251]}
     assert db["-5bmQ9dQRz0_000003_000013"]["n_frames"] == 299
@@ -211,7 +211,7 @@ def test_activitynet_without_store_keeps_seconds():
     seg = db["bYUmtLBL7W4_seg001"]
     assert seg["annotations"] == {"label": "Wakeboarding",
                                   "segment_sec": [68.62170982839314, 126.03987519500778]}
-    assert seg["video_id"] == "bYUmtLBL7W4" and seg["video_path"] == "v_bYUmtLBL7W4"
+    assert seg["video_id"] == "bYUmtLBL7W4" and seg["store_id"] == "v_bYUmtLBL7W4"
     assert db["tstAAAAAAA1"] == {**db["tstAAAAAAA1"], "subset": "testing", "annotations": {}}
     assert len(untrimmed.doc["database"]) == 7 and untrimmed.doc["multi_label"] is True
 
@@ -263,7 +263,7 @@ def test_activitynet_bare_database_gt_json(official, tmp_path):
     assert sorted(db) == ["v_bYUmtLBL7W4_seg000", "v_bYUmtLBL7W4_seg001",
                           "v_bYUmtLBL7W4_seg002", "v_hDPLy21Yyuk_seg000"]
     assert db["v_hDPLy21Yyuk_seg000"]["annotations"]["segment"] == [642, 2286]
-    assert db["v_hDPLy21Yyuk_seg000"]["video_path"] == "v_hDPLy21Yyuk"
+    assert db["v_hDPLy21Yyuk_seg000"]["store_id"] == "v_hDPLy21Yyuk"
     names = official / "activitynet" / "action_name.csv"
     (out,) = activitynet.build(gt, BuildOptions(labels_from=names), views=["trimmed"])
     assert len(out.doc["labels"]) == 200
@@ -332,7 +332,7 @@ def test_folder_of_class_folders(tmp_path):
     assert a.doc == b.doc and a.filename == "mydata.json"
     assert a.doc["labels"] == ["jump", "run", "swim"]
     db = a.doc["database"]
-    assert len(db) == 10 and db["run_0"]["video_path"] == "run/run_0"
+    assert len(db) == 10 and db["run_0"]["store_id"] == "run/run_0"
     per = {}
     for e in db.values():
         per.setdefault((e["annotations"]["label"], e["subset"]), 0)
@@ -361,7 +361,7 @@ def test_csv_single_label_with_and_without_header(tmp_path):
                            "kitchen/stir_01.mp4,stir,val\nkitchen/cut_02.mp4,cut,test\n")
     (out,) = custom.build_from_csv(with_header, BuildOptions())
     db = out.doc["database"]
-    assert {v: (e["subset"], e["annotations"]["label"], e["video_path"]) for v, e in db.items()} \
+    assert {v: (e["subset"], e["annotations"]["label"], e["store_id"]) for v, e in db.items()} \
         == {"cut_01": ("training", "cut", "kitchen/cut_01"),
             "stir_01": ("validation", "stir", "kitchen/stir_01"),
             "cut_02": ("testing", "cut", "kitchen/cut_02")}

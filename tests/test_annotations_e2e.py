@@ -58,7 +58,7 @@ def test_folder_build_frame_counts_are_the_frames_on_disk(stores, tmp_path):
     assert set(doc["database"]) == {_vid(r) for r in VIDEOS}
     for rel in VIDEOS:
         entry = doc["database"][_vid(rel)]
-        frames = sorted((stores["jpg"] / entry["video_path"]).glob("image_*.jpg"))
+        frames = sorted((stores["jpg"] / entry["store_id"]).glob("image_*.jpg"))
         n = decoded_frame_count(stores["src"] / rel)
         assert entry["n_frames"] == len(frames) == n
         assert entry["annotations"]["segment"] == [1, n + 1]
@@ -76,8 +76,8 @@ def test_hdf5_store_counts_match_the_shards(stores, tmp_path):
     index = read_index(stores["hdf5"] / INDEX_NAME)
     for rel in VIDEOS:
         entry = doc["database"][_vid(rel)]
-        assert entry["video_path"] == str(Path(rel).with_suffix(""))
-        rec = index[entry["video_path"]]
+        assert entry["store_id"] == str(Path(rel).with_suffix(""))
+        rec = index[entry["store_id"]]
         with h5py.File(stores["hdf5"] / rec["path"], "r") as f:
             n = len(f[rec["key"]]["offsets"]) - 1
         assert entry["n_frames"] == n == decoded_frame_count(stores["src"] / rel)
@@ -110,7 +110,7 @@ def test_ucf101_official_lists_with_a_real_store(stores, shared_fixtures, tmp_pa
         "v_ApplyEyeMakeup_g08_c01": "training", "v_ApplyEyeMakeup_g08_c02": "training",
         "v_HandStandPushups_g08_c01": "training", "v_Archery_g01_c01": "validation"}
     hs = doc["database"]["v_HandStandPushups_g08_c01"]
-    assert hs["video_path"] == "HandstandPushups/v_HandStandPushups_g08_c01"
+    assert hs["store_id"] == "HandstandPushups/v_HandStandPushups_g08_c01"
     assert hs["annotations"]["label"] == "HandstandPushups"
     assert main(["check", str(tmp_path / "ucf101_01.json")]) == 0
 

@@ -26,9 +26,10 @@ from pathlib import Path
 import simplejson
 
 from ..entries import Entry
-from ..schema import FRAME_BASE, AnnotationError
+from ..schema import AnnotationError
 from ..labels import order_labels
-from .common import (BuildOptions, Output, make_document, resolve_entries, store_fields)
+from .common import (BuildOptions, Output, make_document, resolve_entries, root_info,
+                     store_fields)
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +153,8 @@ def build(path, opts: BuildOptions, views=VIEWS):
                           labels_from=opts.labels_from)
     source = opts.name or DATASET
     kept, report = resolve_entries(entries, opts, what="ActivityNet videos")
-    base = FRAME_BASE
+    root = root_info(opts)
+    base = root["frame_base"]
     counts = Counter()
     fps_of = {}
     for e in kept:
@@ -165,7 +167,7 @@ def build(path, opts: BuildOptions, views=VIEWS):
         if view not in VIEWS:
             raise AnnotationError(f"unknown ActivityNet view {view!r} (trimmed or untrimmed)")
         make = _trimmed if view == "trimmed" else _untrimmed
-        db = make(kept, source, base, fps_of, counts)
+        db = make(kept, source, base, fps_of, counts, root["path"])
         for what, n in sorted(counts.items()):
             log.info("ActivityNet %s: %s: %d", view, what, n)
         doc = make_document(labels, db, opts, source=source, dataset=DATASET, files=[file],
@@ -189,10 +191,10 @@ def _frames_of(entry, span, base, fps_of, counts):
     return [base + first, base + stop]
 
 
-def _trimmed(entries, source, base, fps_of, counts):
+def _trimmed(entries, source, base, fps_of, counts, root_path):
     db = {}
     for e in entries:
-        fields = store_fields(e, source)
+        fields = store_fields(e, source, root_path)
         fields.update(e.extra)
         if not e.segments:
             if e.subset != "testing":
@@ -216,7 +218,7 @@ def _trimmed(entries, source, base, fps_of, counts):
     return db
 
 
-def _untrimmed(entries, source, base, fps_of, counts):
+def _untrimmed(entries, source, base, fps_of, counts, root_path):
     db = {}
     for e in entries:
         ann = {}
@@ -238,6 +240,6 @@ def _untrimmed(entries, source, base, fps_of, counts):
                     item["segment"] = frames
                 segs.append(item)
             ann["segments"] = segs
-        db[e.id] = {"subset": e.subset, "annotations": ann, **store_fields(e, source),
+        db[e.id] = {"subset": e.subset, "annotations": ann, **store_fields(e, source, root_path),
                     **e.extra}
     return db

@@ -2,7 +2,7 @@
 the document."""
 import logging
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Optional
 
 from ..entries import check_unique_ids
@@ -51,13 +51,22 @@ def root_info(opts):
     return opts.catalog.root_info()
 
 
-def store_fields(entry, source):
-    """video_path / root / source / n_frames / fps of an entry's JSON. video_path is the
-    video's id in its store (its frame directory for JPEG stores; r3d's trainer finds HDF5
-    videos by it through the store index), else where the reference layout expects it."""
+def store_fields(entry, source, root_path=None, key=None):
+    """store_id / video_path / root / source / n_frames / fps of an entry's JSON.
+
+    store_id is the video's id in its store (its frame directory for JPEG stores; r3d's trainer
+    finds HDF5 videos by it through the store index), else where the reference layout expects
+    it. video_path is for the reference implementation, which opens it as given and otherwise
+    looks at ``<root>/<label>/<key>`` (`key`: the entry's id in the file, default the video's):
+    it is written only where that default is wrong, as the absolute path of the video's frame
+    directory or .hdf5 file under `root_path` (nothing for r3d HDF5 shards, which the reference
+    cannot read: r3d-export-reference converts them)."""
     out = {}
     video = entry.store
-    out["video_path"] = video.id if video is not None else entry.path
+    out["store_id"] = video.id if video is not None else entry.path
+    target = reference_video_path(entry, root_path, key)
+    if target is not None:
+        out["video_path"] = target
     out["root"] = source
     out["source"] = source
     if video is not None:
@@ -65,6 +74,22 @@ def store_fields(entry, source):
         if video.fps:
             out["fps"] = float(video.fps)
     return out
+
+
+def reference_video_path(entry, root_path, key=None):
+    """The absolute path the reference should open for `entry`, or None when its default
+    ``<label>/<key>`` is right or no path it can read exists (no store root, HDF5 shards)."""
+    video = entry.store
+    if video is None or root_path is None or video.format not in ("jpg", "hdf5-video"):
+        return None
+    rel = video.path or video.id
+    default = f"{entry.label}/{key or entry.id}" if entry.label is not None else None
+    if video.format == "jpg" and rel == default:
+        return None
+    if video.format == "hdf5-video" and PurePosixPath(rel).with_suffix("") == \
+            PurePosixPath(default or "") and rel.endswith(".hdf5"):
+        return None
+    return str(Path(root_path) / rel)
 
 
 def whole_video_segment(entry, base):
@@ -86,7 +111,7 @@ def label_fields(entry, multi_label):
     return ann
 
 
-def simple_database(entries, source, base, multi_label=False):
+def simple_database(entries, source, base, multi_label=False, root_path=None):
     """Database of trimmed clips: one entry per video, the segment covering all its frames."""
     database = {}
     for e in entries:
@@ -95,7 +120,7 @@ def simple_database(entries, source, base, multi_label=False):
         if seg is not None:
             ann["segment"] = seg
         item = {"subset": e.subset, "annotations": ann}
-        item.update(store_fields(e, source))
+        item.update(store_fields(e, source, root_path))
         item.update(e.extra)
         database[e.id] = item
     return database
@@ -131,8 +156,8 @@ def build_single_label(entries, found_labels, opts, *, dataset, files, filename,
     labels = order_labels(found_labels, order=opts.label_order, reference=reference,
                           labels_from=opts.labels_from)
     kept, report = resolve_entries(entries, opts, alias, what=f"{filename} videos")
-    base = FRAME_BASE
-    database = simple_database(kept, source, base, multi_label)
+    root = root_info(opts)
+    database = simple_database(kept, source, root["frame_base"], multi_label, root["path"])
     doc = make_document(labels, database, opts, source=source, dataset=dataset, files=files,
                         multi_label=multi_label, report=report)
     log.info("%s: %d classes, %d videos", filename, len(labels), len(database))
