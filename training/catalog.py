@@ -70,9 +70,11 @@ def _inside(rel) -> bool:
     return norm != ".." and not norm.startswith(".." + os.sep)
 
 
-def _load_array(path: Path):
+def _load_array(path: Path) -> np.ndarray:
+    """A catalog array mapped from its file, as a plain ndarray (indexing an np.memmap costs
+    several times more)."""
     try:
-        return np.load(path, mmap_mode="r")
+        return np.load(path, mmap_mode="r").view(np.ndarray)
     except ValueError:  # an empty array cannot be mapped
         return np.load(path)
 
@@ -151,7 +153,8 @@ class StoreCatalog(_PerProcessFiles):
         self.kind = meta["kind"]
         self.first_frame = KINDS[self.kind]
         self._meta = meta
-        self._shards = [(self.root / rel, size) for rel, size in meta.get("shards", ())]
+        self._shards = [(os.path.join(self.root, rel), size)
+                        for rel, size in meta.get("shards", ())]
         self._map_arrays()
         _PerProcessFiles.__init__(self, max_open_files)
 
@@ -282,7 +285,7 @@ class StoreCatalog(_PerProcessFiles):
         return self.kind == "hdf5" and int(self._data[row]) >= 0
 
     def shard_path(self, row) -> Path:
-        return self._shards[int(self._shard[row])][0]
+        return Path(self._shards[int(self._shard[row])][0])
 
     def video_dir(self, row) -> Path:
         """Frame directory of a row of a JPEG store."""
