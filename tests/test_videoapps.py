@@ -128,25 +128,27 @@ def test_reference_checkpoint_needs_or_infers_the_model(setup, tmp_path):
 
 # --- r3d-predict -----------------------------------------------------------------------------
 
-def _inference_scores(root, model):
+def _inference_scores(root, model, crop="center"):
     """Per-video average softmax over InferenceWindows, as r3d-train --inference computes it
     on the store."""
     ds = InferenceWindows(root / "ann.json", root / "store", "validation",
-                          eval_transform(32, "center"), SlidingWindow(4))
+                          eval_transform(32, crop), SlidingWindow(4))
     sums = {}
     with torch.no_grad():
-        for clips, videos, _ in DataLoader(ds, batch_size=3):
+        for clips, videos, _ in DataLoader(ds, batch_size=3 if crop == "center" else 1):
             for v, p in zip(videos.tolist(), torch.softmax(model(clips), 1).double()):
                 sums.setdefault(ds.video_ids[v], []).append(p)
     return {vid: torch.stack(ps).mean(0).tolist() for vid, ps in sums.items()}
 
 
-def test_predict_equals_sliding_window_inference(setup, capsys):
+@pytest.mark.parametrize("crop", ["center", "nocrop"])
+def test_predict_equals_sliding_window_inference(setup, capsys, crop):
     root, model = setup
-    expected = _inference_scores(root, model)
+    expected = _inference_scores(root, model, "none" if crop == "nocrop" else crop)
+    # batches of 5 windows span videos (and, uncropped, frame sizes: b.mkv is wider)
     assert predict_main(_videos(root) + ["--checkpoint", str(root / "ck.pth"), "--json",
                                          "-k", "3", "--height", str(HEIGHT), "--no-progress",
-                                         "--batch", "5"]) == 0
+                                         "--batch", "5", "--crop", crop]) == 0
     results = json.loads(capsys.readouterr().out)["results"]
     assert len(results) == len(VIDEOS)
     for path, top in results.items():
@@ -154,6 +156,8 @@ def test_predict_equals_sliding_window_inference(setup, capsys):
         assert [r["label"] for r in top] == [NAMES[i] for i in np.argsort(want)[::-1]]
         for r in top:
             assert r["score"] == pytest.approx(want[NAMES.index(r["label"])], abs=1e-6)
+    if crop == "nocrop":
+        return
     # the same videos read from the store give the same scores
     assert predict_main(["--video-path", str(root / "store"), "--annotation-path",
                          str(root / "ann.json"), "--checkpoint", str(root / "ck.pth"), "--json",

@@ -111,28 +111,38 @@ def run_settings(args, loaded, sources_are_files) -> dict:
 
 
 def extract(args) -> dict:
-    """Run r3d-features; returns {'videos', 'windows', 'failed': [(id, reason)], 'total'}."""
+    """Run r3d-features; returns {'videos', 'windows', 'failed': [(id, reason)], 'skipped',
+    'total'} ('total': videos in the output, None on processes other than the first)."""
     loaded = Loaded(args, window=args.window, stride=args.stride)
-    ctx, model = loaded.ctx, loaded.model
+    try:
+        return _extract(args, loaded, loaded.ctx)
+    finally:
+        distributed.teardown(loaded.ctx)
+
+
+def _extract(args, loaded, ctx):
     srcs = sources(args, root=args.root)
     for s in srcs:
         check_video_id(s.video_id)
     output = FeatureOutput(args.out, args.format,
                            run_settings(args, loaded, sources_are_files=bool(args.videos)))
+    problem = None
     if ctx.is_main:
-        output.prepare(overwrite=args.overwrite)
-    distributed.barrier(ctx)
+        try:
+            output.prepare(overwrite=args.overwrite)
+        except (ValueError, OSError) as e:
+            problem = str(e)
+    problem = distributed.broadcast_object(ctx, problem)  # every process stops, not just one
+    if problem:
+        raise ValueError(problem)
     done = output.done_ids()
     mine = [s for i, s in enumerate(srcs)
             if i % ctx.world_size == ctx.rank and s.video_id not in done]
-    fn = feature_function(model, args.layer)
+    fn = feature_function(loaded.model, args.layer)
     transforms = inference_transforms(loaded.clip, args.crop)
     stats = _run(mine, fn, transforms, loaded, output, args, ctx)
     parts = distributed.gather_objects(ctx, stats)
-    total = None
-    distributed.barrier(ctx)
-    if ctx.is_main:
-        total = output.merge()
+    total = output.merge() if ctx.is_main else None
     distributed.barrier(ctx)
     return {"videos": sum(p["videos"] for p in parts), "windows": sum(p["windows"] for p in parts),
             "failed": [f for p in parts for f in p["failed"]], "skipped": len(done),
