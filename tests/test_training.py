@@ -77,6 +77,8 @@ def test_training_reduces_loss_and_writes_logs(data, tmp_path):
     assert ckpt["epoch"] == 6 and ckpt["arch"] == "resnet-10"
     assert not any(k.startswith("module.") for k in ckpt["state_dict"])
     assert {"optimizer", "scheduler", "best"} <= set(ckpt)
+    assert sorted(ckpt["class_names"]) == sorted(CLASSES)
+    assert ckpt["model_spec"]["model"] == "resnet" and ckpt["clip"]["sample_duration"] == 8
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     ev = EventAccumulator(str(out / "tensorboard" / "epoch"))
     ev.Reload()
@@ -173,6 +175,26 @@ def test_fine_tuning_trains_only_the_chosen_modules(data, tmp_path):
         if k.startswith(("conv1.", "bn1.", "layer1.", "layer2.", "layer3.")):
             assert torch.equal(tuned[k], v), f"{k} changed but is frozen"
     assert not torch.equal(tuned["layer4.0.conv1.weight"], before["layer4.0.conv1.weight"])
+
+
+def test_inference_from_a_fine_tuned_run_and_no_nan_results(data, tmp_path):
+    """--no-train --inference on a fine-tuned run's last.pth needs its weights only (not its
+    optimiser's parameter groups); a model giving NaN scores writes nothing and exits 2."""
+    pre = generate_model("resnet", 10, n_classes=7, widen_factor=0.125, conv1_t_size=3,
+                         no_max_pool=True)
+    path = tmp_path / "pre.pth"
+    torch.save({"epoch": 5, "arch": "resnet-10", "state_dict": pre.state_dict()}, path)
+    out = tmp_path / "ft"
+    assert _train(data, out, "--pretrain-path", path, "--n-epochs", 1) == 0
+    assert _train(data, tmp_path / "inf", "--no-train", "--no-val", "--inference",
+                  "--resume-path", out / "last.pth") == 0
+    assert (tmp_path / "inf" / "validation.json").exists()
+    ckpt = torch.load(out / "last.pth", weights_only=True)
+    ckpt["state_dict"]["fc.bias"][0] = float("nan")
+    torch.save(ckpt, tmp_path / "nan.pth")
+    assert _train(data, tmp_path / "nan", "--no-train", "--no-val", "--inference",
+                  "--resume-path", tmp_path / "nan.pth") == 2
+    assert not (tmp_path / "nan" / "validation.json").exists()
 
 
 def test_torchrun_gloo_two_processes_one_set_of_logs(data, tmp_path):

@@ -16,7 +16,8 @@ from torch import nn
 
 from . import distributed
 from .builders import (TrainingSetupError, build_model, build_optimizer, build_scaler,
-                       build_scheduler, model_options, place_model)
+                       build_scheduler, place_model)
+from .checkpoint_info import describe_run
 from .fit import Fit, FitSettings
 from .loaders import (build_data, build_transforms, input_pipe, train_loader, val_loader,
                       window_loader)
@@ -45,14 +46,6 @@ def _resume_path(args, result_path):
         return args.resume_path
     last = result_path / "last.pth"
     return last if not args.no_resume and last.exists() else None
-
-
-def _saved_description(args, class_names) -> dict:
-    """What r3d checkpoints record beside the reference's keys, so that they describe
-    themselves: the seed, class names and model options."""
-    return {"manual_seed": args.manual_seed, "class_names": list(class_names),
-            "model_options": dict(model=args.model, model_depth=args.model_depth,
-                                  n_classes=len(class_names), **model_options(args))}
 
 
 def run(args) -> dict:
@@ -84,7 +77,8 @@ def _run(args, ctx) -> dict:
     settings = FitSettings.from_args(args, ctx, data.multilabel)
     state = TrainState(placed.bare, placed.arch, optimizer, scheduler,
                        build_scaler(settings.amp) if training else None,
-                       extra=_saved_description(args, data.class_names))
+                       extra=dict(describe_run(args, data.class_names),
+                                  manual_seed=args.manual_seed))
     resume = _resume_path(args, result_path)
     if resume is not None:
         state.resume(resume, weights_only=args.weights_only == "yes", training=training,
