@@ -114,6 +114,9 @@ def test_reference_defaults(tmp_path):
                         "--train_crop", "corner", "--learning_rate", "0.01", "--tensorboard",
                         "--resume_path", "x.pth", "--n_classes", "101", "--output_topk", "0"])
     assert (ref.train_crop, ref.learning_rate) == ("corner", 0.01)
+    # The reference's inference stride counts frames of the list thinned by sample_t_stride.
+    assert parse(BASE + ["--result_path", str(tmp_path), "--reference-defaults",
+                         "--sample_t_stride", "2"]).inference_stride == 32
     assert not ref.no_tensorboard and not ref.no_resume
     # output_topk <= 0: every class, as the reference.
     assert ref.output_topk == 101

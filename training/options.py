@@ -218,7 +218,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="training, validation or testing (train/val/test accepted)")
     g.add_argument("--inference-stride", type=int, default=None,
                    help="frames between window starts (default: windows that do not overlap: "
-                        "--sample-duration x --sample-t-stride)")
+                        "--sample-duration x --sample-t-stride; under --reference-defaults "
+                        "counted in every --sample-t-stride-th frame, default 16, as the "
+                        "reference)")
     g.add_argument("--inference-crop", choices=("center", "nocrop"), default="center",
                    help="center: short side resized and centre-cropped to --sample-size; "
                         "nocrop: the whole resized frame (batches hold one video's windows)")
@@ -311,6 +313,8 @@ def resolve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> argpar
     if not args.colorjitter:
         args.colorjitter_strengths = None
     if args.reference_defaults:
+        # The reference's stride counts frames of the list already thinned by the t_stride.
+        args.inference_stride *= args.sample_t_stride
         args.no_tensorboard = args.no_tensorboard or not args.tensorboard
         args.no_resume = args.no_resume or args.resume_path is None
     if args.n_pretrain_classes == 0:  # the reference's "not given"
