@@ -7,7 +7,7 @@ import pytest
 from annotations.schema import AnnotationError, annotation_classes, frame_base, read_annotation
 from storeformat.annotation import entry_labels, entry_segments, load_annotation
 from training.annotation_file import read_annotation_file, root_frame_base
-from training.datasets import TrainingClips
+from training.datasets import InferenceWindows, TrainingClips
 from training.evaluation import load_ground_truth
 from training.sampling import TemporalCenterCrop
 from training.transforms import Compose, Normalize
@@ -68,7 +68,7 @@ ENTRIES = {
 }
 
 
-def test_every_reader_sees_the_same_labels(tmp_path):
+def test_every_reader_sees_the_same_labels(tmp_path, tmp_path_factory):
     db = {vid: {"subset": "validation", "annotations": ann} for vid, (ann, _) in ENTRIES.items()}
     doc = {"format": "r3d-annotations", "version": 1, "multi_label": False,
            "labels": ["a", "b"], "sources": {}, "roots": {}, "database": db}
@@ -82,6 +82,14 @@ def test_every_reader_sees_the_same_labels(tmp_path):
     path.write_text(json.dumps(doc))
     truth = load_ground_truth(path, "validation").truth
     assert truth == {vid: labels for vid, (_, labels) in ENTRIES.items() if labels}
+    # the datasets: every entry is one video of a real store, read whole with all its labels
+    stores = build_stores(tmp_path_factory)
+    for entry in db.values():
+        entry["store_id"] = "walk/v_walk_0"
+    path.write_text(json.dumps(doc))
+    ds = InferenceWindows(read_annotation_file(path), stores["jpg"], transform=RAW,
+                          target="multilabel")
+    assert {s.video_id: [doc["labels"][i] for i in s.labels] for s in ds.samples} == truth
 
 
 def test_reference_activitynet_lists(tmp_path):
