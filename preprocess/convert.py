@@ -3,14 +3,22 @@
 The parent process alone writes the index: workers return one record per video and the parent
 appends it (fsynced) as results arrive. A rerun trusts the index: videos recorded as done are
 skipped, failed ones are reported again (or retried with `retry_failed`), and anything else,
-including a video whose output was left half-written by a killed run, is converted anew."""
+including a video whose output was left half-written by a killed run, is converted anew.
+
+One run at a time writes a store (an OS file lock held for the run). A failure of the
+environment (disk full, I/O error, source gone) stops the run without recording the video as
+failed, so a plain rerun converts it once the cause is fixed."""
+import collections
 import logging
 import math
+import os
 import shutil
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import h5py
 from joblib import Parallel, delayed, parallel_config
 from tqdm.auto import tqdm
 
@@ -19,7 +27,9 @@ from storeformat import (FAILURES_NAME, INDEX_NAME, SETTINGS_NAME, IndexWriter, 
 
 from .discover import VIDEO_EXTENSIONS, assign_ids, find_videos, normalise_extensions, read_list
 from .extract import FrameSettings
-from .writers import convert_to_jpeg_dir, convert_to_shard
+from .lock import store_lock
+from .paths import id_problem, is_inside, nesting_conflicts
+from .writers import STOPPED, convert_to_jpeg_dir, convert_to_shard
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +64,11 @@ class SettingsMismatch(ValueError):
     """The destination holds a store made with other settings."""
 
 
+class RunStopped(RuntimeError):
+    """The run stopped early because of the environment (disk full, I/O error, permission,
+    source gone); the video concerned is not recorded as failed."""
+
+
 def _check_settings(dst: Path, settings: dict, overwrite: bool) -> None:
     old = read_settings(dst / SETTINGS_NAME)
     if old is not None and not overwrite:
@@ -66,20 +81,31 @@ def _check_settings(dst: Path, settings: dict, overwrite: bool) -> None:
     write_settings(dst / SETTINGS_NAME, {"layout": "r3d", "version": 1, **settings})
 
 
-def _select(src: Path, list_file, extensions):
-    """(selected {id: relative source}, failures for sources that cannot be converted)."""
+def _select(src: Path, list_file, extensions, index):
+    """(selected {id: relative source}, failures (source, reason) for sources that cannot be
+    converted: missing or escaping list entries, links out of SRC, same or nesting ids,
+    reserved names)."""
     problems = []
     if list_file is not None:
+        listed, problems = read_list(list_file, src)
         rel = []
-        for p in read_list(list_file, src):
+        for p in listed:
             if (src / p).is_file():
                 rel.append(p)
             else:
                 problems.append((p, f"listed in {list_file} but not found under {src}"))
     else:
-        rel = find_videos(src, extensions)
+        rel = find_videos(src, extensions, problems)
     by_id, conflicts = assign_ids(rel)
-    return by_id, problems + conflicts
+    problems += conflicts
+    for vid in list(by_id):
+        reason = id_problem(vid)
+        if reason:
+            problems.append((by_id.pop(vid), f"video id '{vid}' {reason}"))
+    stored = [vid for vid, r in index.items() if r["status"] == "done"]
+    accepted, refused = nesting_conflicts(by_id, stored)
+    problems += [(by_id[vid], reason) for vid, reason in refused]
+    return {vid: by_id[vid] for vid in accepted}, problems
 
 
 def _output_exists(dst: Path, record: dict) -> bool:
@@ -98,6 +124,46 @@ def _remove_unreferenced_shards(dst: Path, index: dict) -> None:
         if shard.name not in referenced:
             log.info("removing %s: none of its videos is current any more", shard)
             shard.unlink()
+
+
+def _tidy_shards(dst: Path, index: dict, tmp_root: Path) -> None:
+    """Rewrite, without them, the shards that hold copies of videos the index no longer
+    points to (left by a kill between a shard's index records, or by --overwrite): a reader
+    scanning the shards then finds each video once. Only shards holding fewer current videos
+    than they were written with are opened."""
+    current = collections.defaultdict(set)
+    written = {}
+    for r in index.values():
+        if r["status"] == "done" and r.get("format") == "hdf5":
+            current[r["path"]].add(r["key"])
+            written[r["path"]] = max(written.get(r["path"], 0), r.get("shard_videos", 0))
+    for name, keys in sorted(current.items()):
+        if len(keys) < written[name]:
+            _rewrite_shard(dst / name, keys, tmp_root)
+
+
+def _rewrite_shard(path: Path, keys, tmp_root: Path) -> None:
+    with h5py.File(path, "r") as old:
+        stale = sorted(set(_video_keys(old)) - set(keys))
+        if not stale:
+            return
+        log.info("%s: removing %d stale copies (%s ...)", path, len(stale), stale[0])
+        tmp = tmp_root / f"{path.name}.{os.getpid()}-{uuid.uuid4().hex}.tmp"
+        with h5py.File(tmp, "w-") as new:
+            new.attrs.update(old.attrs)
+            for key in sorted(keys):
+                parent, name = key.rsplit("/", 1)
+                old.copy(old[key], new.require_group(parent), name=name)
+    os.replace(tmp, path)
+
+
+def _video_keys(h5):
+    """Keys of every video group of an r3d shard (groups with an `offsets` dataset)."""
+    keys = []
+    if "videos" in h5:
+        h5["videos"].visititems(lambda name, obj: keys.append("videos/" + name)
+                                if isinstance(obj, h5py.Group) and "offsets" in obj else None)
+    return keys
 
 
 def _write_failures(dst: Path, index: dict, problems) -> None:
@@ -121,7 +187,8 @@ def convert_dataset(src, dst, fmt="jpg", height=240, short_side=None, fps=None, 
     `fmt` is 'jpg' (DST/<id>/image_00001.jpg ...) or 'hdf5' (DST/shard-00000.h5 ...). Frames are
     `height` pixels high (aspect kept), or have a short side of `short_side`; `fps` resamples by
     dropping or repeating frames. `backend='dask'` runs the jobs on the Dask cluster at
-    `scheduler`. Returns a Summary; per-video failures never raise."""
+    `scheduler`. Returns a Summary; per-video failures never raise. Raises StoreBusy when
+    another run writes `dst`, RunStopped when the environment stopped the run."""
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     if short_side is not None:
@@ -131,20 +198,28 @@ def convert_dataset(src, dst, fmt="jpg", height=240, short_side=None, fps=None, 
     src, dst = Path(src).resolve(), Path(dst).resolve()
     if not src.is_dir():
         raise FileNotFoundError(f"{src}: source folder not found")
-    if dst == src or src in dst.parents:
-        raise ValueError(f"{dst}: the destination must not be inside the source folder")
+    if is_inside(dst, src) or is_inside(src, dst):
+        raise ValueError(f"{dst}: the destination and the source folder {src} must not contain "
+                         f"each other")
     dst.mkdir(parents=True, exist_ok=True)
+    with store_lock(dst):
+        return _convert_locked(src, dst, fmt, settings, jobs, list_file, extensions, overwrite,
+                               retry_failed, videos_per_shard, backend, scheduler, progress)
+
+
+def _convert_locked(src, dst, fmt, settings, jobs, list_file, extensions, overwrite,
+                    retry_failed, videos_per_shard, backend, scheduler, progress):
     _check_settings(dst, {"format": fmt, "height": settings.height,
-                          "short_side": settings.short_side, "fps": fps, "quality": quality},
-                    overwrite)
+                          "short_side": settings.short_side, "fps": settings.fps,
+                          "quality": settings.quality}, overwrite)
     tmp_root = dst / TMP_NAME
     shutil.rmtree(tmp_root, ignore_errors=True)
     tmp_root.mkdir()
 
-    exts = normalise_extensions(extensions) if extensions else VIDEO_EXTENSIONS
-    selected, problems = _select(src, list_file, exts)
     index_path = dst / INDEX_NAME
     index = read_index(index_path) if index_path.exists() else {}
+    exts = normalise_extensions(extensions) if extensions else VIDEO_EXTENSIONS
+    selected, problems = _select(src, list_file, exts, index)
 
     summary = Summary()
     pending = []
@@ -163,15 +238,28 @@ def convert_dataset(src, dst, fmt="jpg", height=240, short_side=None, fps=None, 
 
     start = time.perf_counter()
     summary.failed.extend(problems)
+    stop = None
     with IndexWriter(index_path) as writer:
         if pending:
-            _run(pending, fmt, src, dst, tmp_root, settings, jobs, videos_per_shard, backend,
-                 scheduler, progress, writer, index, summary)
+            stop = _run(pending, fmt, src, dst, tmp_root, settings, jobs, videos_per_shard,
+                        backend, scheduler, progress, writer, index, summary)
     summary.seconds = time.perf_counter() - start
     summary.failed.sort()
-    shutil.rmtree(tmp_root, ignore_errors=True)
     if fmt == "hdf5":
         _remove_unreferenced_shards(dst, index)
+    if stop is not None:
+        shutil.rmtree(tmp_root, ignore_errors=True)
+        try:
+            _write_failures(dst, index, problems)
+        except OSError as e:
+            log.error("%s: not rewritten: %s", dst / FAILURES_NAME, e)
+        raise RunStopped(f"stopped early: {stop['source']}: {stop['reason']}. This is not the "
+                         f"video's fault and is not recorded against it: fix the cause and run "
+                         f"the same command again to convert the rest ({summary.converted} "
+                         f"converted in this run)")
+    if fmt == "hdf5":
+        _tidy_shards(dst, index, tmp_root)
+    shutil.rmtree(tmp_root, ignore_errors=True)
     _write_failures(dst, index, problems)
     return summary
 
@@ -193,6 +281,8 @@ def _tasks(pending, fmt, src, dst, tmp_root, settings, jobs, videos_per_shard):
 
 def _run(pending, fmt, src, dst, tmp_root, settings, jobs, videos_per_shard, backend, scheduler,
          progress, writer, index, summary):
+    """Convert `pending`, recording each outcome; returns the STOPPED record of an
+    environmental failure that ended the run early, else None."""
     tasks = list(_tasks(pending, fmt, src, dst, tmp_root, settings, jobs, videos_per_shard))
     bar = tqdm(total=len(pending), unit="video", disable=not progress, dynamic_ncols=True,
                desc=f"r3d-preprocess {fmt}")
@@ -212,6 +302,10 @@ def _run(pending, fmt, src, dst, tmp_root, settings, jobs, videos_per_shard, bac
                 call for _, call in tasks)
             for records in results:
                 for rec in records if isinstance(records, list) else [records]:
+                    if rec["status"] == STOPPED:
+                        log.error("%s: %s", rec["source"], rec["reason"])
+                        results.close()  # cancels the jobs not yet done
+                        return rec
                     writer.append(rec)
                     index[rec["id"]] = rec
                     if rec["status"] == "done":
@@ -224,6 +318,7 @@ def _run(pending, fmt, src, dst, tmp_root, settings, jobs, videos_per_shard, bac
                 elapsed = time.perf_counter() - start
                 bar.set_postfix(frames_s=f"{summary.frames / max(elapsed, 1e-9):.0f}",
                                 failed=len(summary.failed), refresh=False)
+        return None
     finally:
         bar.close()
         if client is not None:

@@ -19,12 +19,16 @@ import ffmpeg
 import numpy as np
 import simplejpeg
 
-from .ffmpeg_bin import ffmpeg_exe, passthrough_option
+from .ffmpeg_bin import ffmpeg_exe, passthrough_option, showinfo_options
+from .media import MEDIA_DEMUXERS, sniff_format
 
 log = logging.getLogger(__name__)
 
 
 _CONTEXT_PREFIX = re.compile(r"^(?:\[[^\]]*\]\s*)+")
+_ERROR_LINE = re.compile(rb"^(?:\[[^\]]* @ [^\]]*\]\s*)*\[(?:error|fatal|panic)\]")
+_SHOWINFO_PTS = re.compile(rb"\[info\] n:\s*\d+ pts:\s*(\S+)\s+pts_time:\s*(\S+)")
+_SHOWINFO_TB = re.compile(rb"\[info\] config in time_base: (\d+)/(\d+)")
 
 
 def clean_messages(lines):
@@ -73,10 +77,17 @@ def _scale_args(settings: FrameSettings):
 
 def ffmpeg_stream(source_path, settings: FrameSettings):
     """The ffmpeg-python graph decoding the first video stream of `source_path` into a
-    full-range 4:2:0 YUV4MPEG2 stream on stdout."""
+    full-range 4:2:0 YUV4MPEG2 stream on stdout, logging each decoded frame's timestamp.
+
+    Only local files are read ('file' protocol) and only self-contained media containers are
+    opened (MEDIA_DEMUXERS): playlists, concat lists, image sequences and other formats that
+    pull in further files or URLs are refused before anything else is read."""
     # 'file:' stops ffmpeg from reading 'a:b.mp4' as a protocol or '-x.mp4' oddly.
-    stream = ffmpeg.input("file:" + str(source_path), threads=settings.threads)
-    video = stream["v:0"]
+    stream = ffmpeg.input("file:" + str(source_path), threads=settings.threads,
+                          protocol_whitelist="file", format_whitelist=",".join(MEDIA_DEMUXERS))
+    # showinfo logs every decoded frame's timestamp before any resampling: the duration
+    # check and variable frame rate detection use them.
+    video = stream["v:0"].filter("showinfo", **showinfo_options())
     if settings.fps is not None:
         video = video.filter("fps", fps=settings.fps)
     w, h = _scale_args(settings)
@@ -86,14 +97,18 @@ def ffmpeg_stream(source_path, settings: FrameSettings):
     out = ffmpeg.output(video, "pipe:", format="yuv4mpegpipe", strict="-1",
                         threads=settings.threads, an=None, sn=None, dn=None,
                         **passthrough_option())
-    return out.global_args("-nostdin", "-hide_banner", "-loglevel", "error")
+    # level+info: showinfo's lines are info, and each line carries its level to tell them
+    # from errors.
+    return out.global_args("-nostdin", "-hide_banner", "-loglevel", "level+info")
 
 
 class FrameReader:
     """Context manager that runs ffmpeg on one video and iterates its frames as JPEG bytes.
 
     `width`, `height` and `fps` describe the output once entered; `errors` holds the last lines
-    ffmpeg printed at error level. Iteration raises ExtractionError if ffmpeg fails."""
+    ffmpeg printed at error level; after iteration, `pts` holds every decoded frame's
+    timestamp in seconds (None where the stream has none) and `tick` the stream's time base.
+    Iteration raises ExtractionError if ffmpeg fails."""
 
     def __init__(self, source_path, settings: FrameSettings):
         self.source_path = str(source_path)
@@ -102,6 +117,8 @@ class FrameReader:
         self.width = self.height = None
         self.fps = None
         self.n_frames = 0
+        self.pts = []
+        self.tick = None
         self._proc = None
         self._stderr_thread = None
 
@@ -114,6 +131,11 @@ class FrameReader:
         header = self._proc.stdout.readline()
         if not header.startswith(b"YUV4MPEG2 "):
             self._finish()
+            what = sniff_format(self.source_path)
+            if what is not None:
+                raise ExtractionError(f"refused: the file is {what}; only self-contained media "
+                                      f"files are read, never files naming other files or "
+                                      f"URLs")
             raise ExtractionError(self._reason("cannot decode"))
         self._parse_header(header)
         return self
@@ -123,9 +145,17 @@ class FrameReader:
 
     def _drain_stderr(self):
         for line in self._proc.stderr:
-            text = line.decode("utf-8", "replace").strip()
-            if text:
-                self.errors.append(text)
+            match = _SHOWINFO_PTS.search(line)
+            if match:
+                self.pts.append(None if match.group(1) == b"NOPTS" else float(match.group(2)))
+            elif _ERROR_LINE.match(line):
+                text = line.decode("utf-8", "replace").strip()
+                if text:
+                    self.errors.append(text)
+            else:
+                match = _SHOWINFO_TB.search(line)
+                if match and int(match.group(2)):
+                    self.tick = int(match.group(1)) / int(match.group(2))
 
     def _finish(self, kill=False):
         if self._proc is None:

@@ -32,3 +32,13 @@ def passthrough_option() -> dict:
              "nullsrc=s=16x16:d=0.04", "-fps_mode", "passthrough", "-f", "null", "-"]
     ok = subprocess.run(probe, stdin=subprocess.DEVNULL, capture_output=True).returncode == 0
     return {"fps_mode": "passthrough"} if ok else {"vsync": "passthrough"}
+
+
+@functools.lru_cache(maxsize=None)
+def showinfo_options() -> dict:
+    """Options of the showinfo filter: checksum=0 where ffmpeg has it (4.4 and later), so that
+    logging a frame's timestamp costs no pass over its pixels."""
+    probe = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i",
+             "nullsrc=s=16x16:d=0.04", "-vf", "showinfo=checksum=0", "-f", "null", "-"]
+    ok = subprocess.run(probe, stdin=subprocess.DEVNULL, capture_output=True).returncode == 0
+    return {"checksum": 0} if ok else {}

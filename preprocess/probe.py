@@ -1,6 +1,9 @@
-"""What a container says about its video stream, read in-process with PyAV (no ffprobe needed)."""
+"""What a container says about its video stream, read in-process with PyAV (no ffprobe needed),
+under the same local-file, media-container-only rules as the conversion."""
 import logging
 from typing import Optional
+
+from .media import MEDIA_DEMUXERS
 
 log = logging.getLogger(__name__)
 
@@ -15,7 +18,9 @@ def declared_video_duration(path, whole_container=False) -> Optional[float]:
     except ImportError:
         return None
     try:
-        with av.open(str(path), metadata_errors="ignore") as container:
+        options = {"protocol_whitelist": "file", "format_whitelist": ",".join(MEDIA_DEMUXERS)}
+        with av.open("file:" + str(path), metadata_errors="ignore",
+                     container_options=options) as container:
             if not container.streams.video:
                 return None
             stream = container.streams.video[0]

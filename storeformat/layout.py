@@ -9,6 +9,8 @@ INDEX_NAME = "index.jsonl"
 SETTINGS_NAME = "store.json"
 #: Tab-separated list of the videos that failed, rewritten at the end of every run.
 FAILURES_NAME = "failures.tsv"
+#: Lock file held (flock) by the one run that writes the store.
+LOCK_NAME = ".r3d-lock"
 
 
 def frame_name(number: int) -> str:
