@@ -14,7 +14,10 @@ Convert every video under SRC (any depth, every common container) into frames at
 
 DST/index.jsonl records every video (frames, fps, size, duration, status); a rerun skips what
 is done, redoes what an interrupted run left unfinished, and reports earlier failures again.
-Failed videos are listed with their reason in DST/failures.tsv; the command then exits 1."""
+Failed videos are listed with their reason in DST/failures.tsv; the command then exits 1.
+Only files inside SRC are read (media files only, never playlists or lists of other files)
+and only DST is written, by one run at a time. A full disk, an I/O error or a vanished
+source stops the run (exit 2) without marking the video failed: rerun once it is fixed."""
 
 
 def build_parser():

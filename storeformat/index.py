@@ -2,7 +2,9 @@
 
 Each index line is one JSON object. Records of successful conversions have
 ``status == "done"`` and the fields id, source, format, path, n_frames, fps, width, height,
-duration (and ``key`` for HDF5). Failed ones have ``status == "failed"``, id, source and reason.
+duration (and ``key`` and ``shard_videos`` for HDF5); a variable-frame-rate video's record also
+has ``vfr: true`` and ``nominal_fps``, its ``fps`` being the mean rate. Failed ones have
+``status == "failed"``, id, source and reason.
 The file is append-only; when an id appears several times the last record wins.
 """
 import json
