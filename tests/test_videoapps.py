@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import h5py
@@ -344,3 +345,38 @@ def test_features_torchrun_two_processes_write_one_file(setup, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "4 videos (" in proc.stdout  # rank 0 reports both ranks' videos
     _assert_same_contents(_h5_contents(merged), _h5_contents(single), atol=1e-5)
+
+
+def test_features_killed_process_resumes(setup, tmp_path):
+    """SIGKILL in the middle of a run: the previous file stays intact, the rerun completes."""
+    root, _ = setup
+    links = []
+    for i in range(8):  # 8 videos, two of each source
+        link = tmp_path / "videos" / f"l{i}{Path(list(VIDEOS)[i % 4]).suffix}"
+        link.parent.mkdir(exist_ok=True)
+        link.symlink_to(root / "videos" / list(VIDEOS)[i % 4])
+        links.append(str(link))
+    out = tmp_path / "f.h5"
+    assert _features(root, out, videos=links[:1]) == 0
+    before = _h5_contents(out)
+    cmd = [sys.executable, "-m", "videoapps.features"] + links + [
+        "--checkpoint", str(root / "ck.pth"), "--out", str(out), "--height", str(HEIGHT),
+        "--no-progress", "--batch", "3", "--device", "cpu"]
+    proc = subprocess.Popen(cmd, env=dict(os.environ, OMP_NUM_THREADS="1"),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    parts = tmp_path / "f.h5.parts"
+    try:
+        while proc.poll() is None and len(list(parts.glob("*.json"))) < 3:  # settings + 2
+            time.sleep(0.02)
+    finally:
+        proc.kill()
+    assert proc.wait() == -9  # killed while videos were left to do
+    _assert_same_contents(_h5_contents(out), before)
+    assert features_main(cmd[3:]) == 0
+    after = _h5_contents(out)
+    assert after["ids"] == [f"l{i}" for i in range(8)] and not parts.exists()
+    _assert_same_contents({**before, "ids": ["l0"]}, {**after, "ids": ["l0"]})
+    for i in range(4):
+        np.testing.assert_allclose(after[f"l{i}"]["features"], after[f"l{i + 4}"]["features"],
+                                   atol=1e-5)
+        np.testing.assert_array_equal(after[f"l{i}"]["frames"], after[f"l{i + 4}"]["frames"])

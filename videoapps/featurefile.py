@@ -79,6 +79,10 @@ class FeatureOutput:
         if marker.exists():
             self._check(json.loads(marker.read_text(encoding="utf-8")), self.parts)
         self.parts.mkdir(parents=True, exist_ok=True)
+        # what a killed process was writing when it died
+        for stale in [*self.parts.glob("*.tmp*"), *self.path.parent.glob(self.path.name +
+                                                                          ".tmp*")]:
+            stale.unlink()
         _atomic_write(marker, lambda p: p.write_text(json.dumps(self.settings, indent=1),
                                                      encoding="utf-8"))
 
