@@ -110,7 +110,7 @@ def validate(doc, path="<annotation>", *, require_frames=False) -> None:
     """Raise AnnotationError listing (up to 20 of) the problems of a document (one line when
     there is one)."""
     errors = []
-    version = _shape_errors(doc, errors, entries=False)
+    version = _shape_errors(doc, errors)
     if not errors:
         _check_document(doc, version, errors, require_frames)
     _raise(errors, path)
@@ -126,7 +126,7 @@ def _raise(errors, path):
         raise AnnotationError(f"{path}: {len(errors)} problem(s):\n  {shown}{tail}")
 
 
-def _shape_errors(doc, errors, entries=True):
+def _shape_errors(doc, errors):
     """Append the structural problems of `doc` to `errors`; return its schema version (0 when
     it cannot be told)."""
     if not isinstance(doc, dict):
@@ -155,24 +155,59 @@ def _shape_errors(doc, errors, entries=True):
         errors.append("'labels' must be a list of non-empty strings")
     if not isinstance(doc["database"], dict):
         errors.append("'database' must be an object mapping video ids to entries")
-    if entries and not errors:
+    if version >= 1 and not errors:
+        _roots_shape(doc.get("roots"), errors)
+    if not errors:
         for vid, entry in doc["database"].items():
-            where = f"video {vid!r}"
-            if not isinstance(entry, dict):
-                errors.append(f"{where}: entry must be an object")
-            elif "subset" not in entry:
-                errors.append(f"{where}: entry without 'subset'")
-            elif not _annotations_shape_ok(entry.get("annotations", {}), version):
-                errors.append(f"{where}: 'annotations' must be an object")
-            if len(errors) >= MAX_REPORTED_ERRORS:
-                break
+            problem = _entry_shape_problem(entry, version)
+            if problem:
+                errors.append(f"video {vid!r}: {problem}")
+                if len(errors) >= MAX_REPORTED_ERRORS:
+                    break
     return version
 
 
-def _annotations_shape_ok(ann, version):
-    if isinstance(ann, dict):
-        return True
-    return version == 0 and isinstance(ann, list) and all(isinstance(a, dict) for a in ann)
+def _roots_shape(roots, errors):
+    """`roots`: what entry_frame_base reads (the full validation checks the rest)."""
+    if roots is None:
+        return
+    if not isinstance(roots, dict):
+        errors.append("'roots' must be an object")
+        return
+    for name, root in roots.items():
+        if not isinstance(root, dict):
+            errors.append(f"root {name!r}: must be an object")
+        elif root.get("frame_base", FRAME_BASE) not in (0, 1):
+            errors.append(f"root {name!r}: frame_base {root.get('frame_base')!r} must be 0 or 1")
+
+
+def _entry_shape_problem(entry, version):
+    """What would keep entry_labels, entry_segments or entry_frame_base from reading an entry,
+    or None."""
+    if not isinstance(entry, dict):
+        return "entry must be an object"
+    if "subset" not in entry:
+        return "entry without 'subset'"
+    if entry.get("root") is not None and not isinstance(entry["root"], str):
+        return f"root {entry['root']!r} must be a root's name"
+    ann = entry.get("annotations", {})
+    if isinstance(ann, list) and version == 0:
+        items = ann
+    elif isinstance(ann, dict):
+        labels = ann.get("labels", [])
+        if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
+            return "'labels' must be a list of class names"
+        if ann.get("label") is not None and not isinstance(ann["label"], str):
+            return f"label {ann['label']!r} must be a class name"
+        items = ann.get("segments") or []
+        if not isinstance(items, list):
+            return "'segments' must be a list"
+    else:
+        return "'annotations' must be an object"
+    for item in items:
+        if not isinstance(item, dict) or not isinstance(item.get("label", ""), str):
+            return "each segment must be an object whose 'label' is a class name"
+    return None
 
 
 def _check_document(doc, version, errors, require_frames):
@@ -203,20 +238,12 @@ def _check_document(doc, version, errors, require_frames):
 
 
 def _check_roots(roots, errors):
-    if roots is None:
-        return {}
-    if not isinstance(roots, dict):
-        errors.append("'roots' must be an object")
-        return {}
+    """What _roots_shape leaves: each root's format and path."""
+    roots = roots or {}
     for name, root in roots.items():
-        if not isinstance(root, dict):
-            errors.append(f"root {name!r}: must be an object")
-            continue
         fmt = root.get("format")
         if fmt is not None and fmt not in STORE_FORMATS:
             errors.append(f"root {name!r}: format {fmt!r} is not one of {sorted(STORE_FORMATS)}")
-        if root.get("frame_base", FRAME_BASE) not in (0, 1):
-            errors.append(f"root {name!r}: frame_base {root.get('frame_base')!r} must be 0 or 1")
         if root.get("path") is not None and not isinstance(root["path"], str):
             errors.append(f"root {name!r}: path must be a string or null")
     return roots
@@ -240,9 +267,6 @@ def _check_label_sources(label_sources, n_labels, errors):
 def _check_entry(vid, entry, doc, label_set, roots, sources, multi, version, require_frames,
                  errors):
     where = f"video {vid!r}"
-    if not isinstance(entry, dict):
-        errors.append(f"{where}: entry must be an object")
-        return
     subset = entry.get("subset")
     if subset not in SUBSETS:
         errors.append(f"{where}: subset {subset!r} is not one of {', '.join(SUBSETS)}")
@@ -250,21 +274,21 @@ def _check_entry(vid, entry, doc, label_set, roots, sources, multi, version, req
     if version == 0 and isinstance(ann, list):
         _check_reference_list(where, ann, label_set, errors)
         return
-    if not isinstance(ann, dict):
-        errors.append(f"{where}: 'annotations' must be an object")
+    if ann is None:
+        errors.append(f"{where}: no 'annotations' object")
         return
     label = ann.get("label")
-    if label is not None and not _known(label, label_set):
+    if label is not None and label not in label_set:
         errors.append(f"{where}: label {label!r} is not in 'labels'")
     if "labels" in ann:
         tags = ann["labels"]
-        if not isinstance(tags, list) or not tags:
+        if not tags:
             errors.append(f"{where}: 'labels' must be a non-empty list")
         else:
-            unknown = [t for t in tags if not _known(t, label_set)]
+            unknown = [t for t in tags if t not in label_set]
             if unknown:
                 errors.append(f"{where}: labels {unknown[:3]} are not in 'labels'")
-            if len(set(map(str, tags))) != len(tags):
+            if len(set(tags)) != len(tags):
                 errors.append(f"{where}: 'labels' repeats a class")
             if label is not None and (len(tags) != 1 or tags[0] != label):
                 errors.append(f"{where}: 'label' {label!r} disagrees with 'labels' {tags}")
@@ -301,33 +325,22 @@ def _check_entry(vid, entry, doc, label_set, roots, sources, multi, version, req
             errors.append(f"{where}: no 'segment' (built without frame counts)")
     else:
         _check_segment(where, segment, base, n_frames, errors)
-    segs = ann.get("segments")
-    if segs is not None:
-        if not isinstance(segs, list):
-            errors.append(f"{where}: 'segments' must be a list")
-            return
-        for k, seg in enumerate(segs):
-            w = f"{where} segment {k}"
-            if not isinstance(seg, dict):
-                errors.append(f"{w}: must be an object")
-                continue
-            if seg.get("label") is not None and not _known(seg["label"], label_set):
-                errors.append(f"{w}: label {seg['label']!r} is not in 'labels'")
-            if seg.get("segment") is not None:
-                _check_segment(w, seg["segment"], base, n_frames, errors)
-            sec = seg.get("segment_sec")
-            if sec is not None and not _is_span(sec):
-                errors.append(f"{w}: segment_sec {sec!r} must be [start, end] seconds")
+    for k, seg in enumerate(ann.get("segments") or []):
+        w = f"{where} segment {k}"
+        if seg.get("label") is not None and seg["label"] not in label_set:
+            errors.append(f"{w}: label {seg['label']!r} is not in 'labels'")
+        if seg.get("segment") is not None:
+            _check_segment(w, seg["segment"], base, n_frames, errors)
+        sec = seg.get("segment_sec")
+        if sec is not None and not _is_span(sec):
+            errors.append(f"{w}: segment_sec {sec!r} must be [start, end] seconds")
 
 
 def _check_reference_list(where, ann, label_set, errors):
     """The reference's ActivityNet entries: a list of {label, segment: [start, end] seconds}."""
     for k, seg in enumerate(ann):
         w = f"{where} segment {k}"
-        if not isinstance(seg, dict):
-            errors.append(f"{w}: must be an object")
-            continue
-        if seg.get("label") is not None and not _known(seg["label"], label_set):
+        if seg.get("label") is not None and seg["label"] not in label_set:
             errors.append(f"{w}: label {seg['label']!r} is not in 'labels'")
         if not _is_span(seg.get("segment")):
             errors.append(f"{w}: segment {seg.get('segment')!r} must be [start, end] seconds")
@@ -350,10 +363,6 @@ def _is_span(sec):
     return (isinstance(sec, list) and len(sec) == 2
             and all(isinstance(t, (int, float)) and not isinstance(t, bool)
                     and math.isfinite(t) for t in sec) and sec[0] <= sec[1])
-
-
-def _known(label, label_set):
-    return isinstance(label, str) and label in label_set
 
 
 def _is_int(x):

@@ -118,3 +118,21 @@ def test_shape_errors_name_the_file_and_video(tmp_path):
             read(path)
     with pytest.raises(FileNotFoundError, match="no such annotation file"):
         read_annotation_file(tmp_path / "missing.json")
+
+
+@pytest.mark.parametrize("ann, message", [
+    ({"labels": "ab"}, "'labels' must be a list of class names"),
+    ({"label": ["a"]}, "label \\['a'\\] must be a class name"),
+    ({"segments": ["a"]}, "each segment must be an object"),
+    ({"segments": {"label": "a"}}, "'segments' must be a list"),
+    ([{"label": "a", "segment": [0, 1]}], "'annotations' must be an object"),  # version 1
+])
+def test_every_reader_refuses_what_it_cannot_read(tmp_path, ann, message):
+    doc = {"format": "r3d-annotations", "version": 1, "labels": ["a"], "sources": {},
+           "database": {"x": {"subset": "validation", "annotations": ann}}}
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(doc))
+    for read in (read_annotation, read_annotation_file,
+                 lambda p: load_ground_truth(p, "validation")):
+        with pytest.raises(ValueError, match=f"{path}: video 'x': {message}"):
+            read(path)
