@@ -124,6 +124,14 @@ def _relative(path):
     return path if isinstance(path, str) and not path.startswith("/") else None
 
 
+def _aliases(video_id):
+    """Kinetics match keys of an annotation id (youtube id and times), as builders give them."""
+    m = _KINETICS_ID.match(video_id)
+    if m is None:
+        return ()
+    return (f"yt:{m['yt']}:{int(m['s'])}:{int(m['e'])}", f"yt:{m['yt']}")
+
+
 def _check_root(name, items, catalog, root_info, deep=False):
     locations = OrderedDict()
     for vid, entry in items:
@@ -133,10 +141,8 @@ def _check_root(name, items, catalog, root_info, deep=False):
         group = locations.get(loc)
         if group is None:
             base_id = entry.get("video_id") or entry.get("original_id") or vid
-            m = _KINETICS_ID.match(base_id)
-            aliases = ()
-            if m:
-                aliases = (f"yt:{m['yt']}:{int(m['s'])}:{int(m['e'])}", f"yt:{m['yt']}")
+            # Aliases only matter when the store id is not in the store as it is.
+            aliases = () if store_id in catalog.videos else _aliases(base_id)
             e = Entry(base_id, entry["subset"], path=store_id, keys=(vid,), aliases=aliases)
             locations[loc] = group = (e, [])
         group[1].append((vid, entry))

@@ -138,6 +138,8 @@ def _hit(table, key):
 
 
 def _find(entry, videos, tables):
+    if entry.path and entry.path in videos:  # the first candidate key, and the usual match
+        return entry.path
     keys = entry.candidate_keys()
     for k in keys:
         if k in videos:
