@@ -188,6 +188,11 @@ def test_predict_per_window_and_class_names(setup, capsys, tmp_path):
     (tmp_path / "labels.txt").write_text("\n".join(NAMES) + "\n")
     assert predict_main(video + ref + ["--labels", str(tmp_path / "labels.txt")]) == 0
     assert any(n in capsys.readouterr().out for n in NAMES)
+    broken = tmp_path / "broken.webm"
+    broken.write_bytes(b"\x1aE\xdf\xa3" + b"\x00" * 2048)
+    assert predict_main(video + [str(broken)] + ref) == 1  # reported, the others still scored
+    captured = capsys.readouterr()
+    assert f"skipped {broken}" in captured.err and captured.out.startswith(video[0])
     (tmp_path / "two.txt").write_text("x\ny\n")
     assert predict_main(video + ref + ["--labels", str(tmp_path / "two.txt")]) == 2
     assert "names 2 classes, the model has 3" in capsys.readouterr().err

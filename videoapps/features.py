@@ -13,6 +13,7 @@ from tqdm.auto import tqdm
 
 from training import distributed
 from training.checkpoint_info import inference_transforms
+from training.engine import autocast
 from training.models import CheckpointError
 
 from .featurefile import FORMATS, FeatureOutput
@@ -151,7 +152,6 @@ def _extract(args, loaded, ctx):
 
 def _run(mine, fn, transforms, loaded, output, args, ctx):
     dtype = np.float16 if args.dtype == "float16" else np.float32
-    amp = args.amp if ctx.device.type == "cuda" else None
     stats = {"videos": 0, "windows": 0, "failed": []}
     current = {}
     bar = tqdm(total=len(mine), unit="video", disable=args.no_progress or not ctx.is_main,
@@ -168,7 +168,7 @@ def _run(mine, fn, transforms, loaded, output, args, ctx):
                 log.warning("skipping %s: %s", e.source.video_id, e.reason)
                 bar.update(1)
             elif isinstance(e, Batch):
-                with _autocast(ctx.device, amp):
+                with autocast(ctx.device, args.amp):
                     feats = forward_crops(fn, e.inputs, ctx).numpy()
                 for (slot, w), f in zip(e.owners, feats):
                     entry = current[slot]
@@ -185,12 +185,6 @@ def _run(mine, fn, transforms, loaded, output, args, ctx):
                                 videos_s=f"{stats['videos'] / elapsed:.2f}", refresh=False)
     bar.close()
     return stats
-
-
-def _autocast(device, amp):
-    if amp is None:
-        return torch.autocast(device.type, enabled=False)
-    return torch.autocast(device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
 
 
 def _finish(entry, output, dtype):

@@ -1,6 +1,7 @@
 """Options r3d-predict and r3d-features share: the checkpoint and, for reference checkpoints,
 the model and clip options r3d-train takes (same names); the frame rule of r3d-preprocess for
 raw videos; the store and annotation of stored videos; the device."""
+import argparse
 import hashlib
 import logging
 from pathlib import Path
@@ -27,7 +28,7 @@ MODEL_OPTIONS = {"n_classes": "n_classes", "conv1_t_size": "conv1_t_size",
                  "resnext_cardinality": "cardinality"}
 
 
-def add_input_options(p, multiple_roots=True):
+def add_input_options(p):
     g = p.add_argument_group("input: raw videos (VIDEO...) or a store and its annotation file")
     g.add_argument("videos", nargs="*", metavar="VIDEO",
                    help="video files in any container r3d-preprocess reads")
@@ -97,13 +98,15 @@ def model_overrides(args) -> dict:
 
 
 def clip_overrides(args) -> dict:
+    """Clip settings given on the command line (None: not given); any normalisation option
+    gives the whole normalisation, its other values at r3d-train's defaults."""
     out = {"sample_size": args.sample_size, "sample_duration": args.sample_duration,
            "sample_t_stride": args.sample_t_stride}
     if args.mean_dataset is not None or args.value_scale is not None or args.no_mean_norm \
             or args.no_std_norm:
-        args.mean_dataset = args.mean_dataset or "kinetics"
-        args.value_scale = args.value_scale or 1
-        out["norm"] = norm_settings(args)
+        out["norm"] = norm_settings(argparse.Namespace(
+            mean_dataset=args.mean_dataset or "kinetics", value_scale=args.value_scale or 1,
+            no_mean_norm=args.no_mean_norm, no_std_norm=args.no_std_norm))
     return out
 
 

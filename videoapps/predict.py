@@ -104,9 +104,9 @@ def predict(args, out=None):
         return F.softmax(model(x).float(), dim=1)
 
     results, failures, current = {}, [], {}
-    events = prefetch(window_stream(sources(args, keep_paths=True), loaded.sampler, transforms,
-                                    args.batch))
-    bar = tqdm(total=None, unit="video", disable=args.no_progress, leave=False,
+    videos = sources(args, keep_paths=True)
+    events = prefetch(window_stream(videos, loaded.sampler, transforms, args.batch))
+    bar = tqdm(total=len(videos), unit="video", disable=args.no_progress, leave=False,
                dynamic_ncols=True, desc="r3d-predict", file=sys.stderr)
     with torch.no_grad():
         for e in events:
@@ -117,6 +117,7 @@ def predict(args, out=None):
                 current.pop(e.slot, None)
                 failures.append((e.source.video_id, e.reason))
                 print(f"r3d-predict: skipped {e.source.video_id}: {e.reason}", file=sys.stderr)
+                bar.update(1)
             elif isinstance(e, Batch):
                 probs = forward_crops(scores, e.inputs, ctx)
                 for (slot, w), p in zip(e.owners, probs):
