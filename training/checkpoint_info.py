@@ -4,8 +4,9 @@ inference transform back from it, so r3d-predict and r3d-features need only the 
 
 The record is three plain entries of the checkpoint dict (readable with weights_only=True):
 ``class_names`` (list of str), ``model_spec`` ({'model', 'depth', 'n_classes',
-generate_model options}; not ``model``, which would clash with save_checkpoint's argument) and ``clip`` ({'sample_size', 'sample_duration', 'sample_t_stride',
-'inference_crop', 'input_type', 'norm': {'mean', 'std', 'value_scale'}}). Reference
+generate_model options}; not ``model``, which would clash with save_checkpoint's argument)
+and ``clip`` ({'sample_size', 'sample_duration', 'sample_t_stride', 'inference_crop',
+'input_type', 'norm': {'preset', 'mean', 'std', 'value_scale'}}). Reference
 checkpoints have none of them: their architecture is read off the weights (or given as
 options, as in r3d-train) and the clip settings default to r3d-train's.
 """
