@@ -42,8 +42,8 @@ def load_annotation(path, *, full=True, require_frames=False) -> dict:
             doc = json.load(f)
     except FileNotFoundError:
         raise AnnotationFileMissing(f"{path}: no such annotation file") from None
-    except IsADirectoryError:
-        raise AnnotationError(f"{path}: is a directory, not an annotation file") from None
+    except OSError as e:
+        raise AnnotationError(f"{path}: cannot be read: {e.strerror}") from None
     except (ValueError, UnicodeDecodeError) as e:
         raise AnnotationError(f"{path}: not valid JSON: {e}") from None
     if full:

@@ -3,7 +3,7 @@ annotation file, as the papers report them.
 
 Results use the reference's format: ``{"results": {video_id: [{"label", "score"}, ...]}}``.
 Per-segment results (``[{"segment", "result": [{"label", "score"}, ...]}, ...]``, written by
-inference with --no-average) are averaged per video first; a label missing from a segment's
+inference with --inference-no-average) are averaged per video first; a label missing from a segment's
 list (lists hold the top k) takes the lowest score listed there, its score's upper bound.
 Scores may be any finite numbers (probabilities, logits, log-probabilities); a score that is
 not one (NaN from a diverged model) is an error. The annotation file is read by
@@ -42,6 +42,8 @@ def _load_json(path):
             return json.load(f)
     except FileNotFoundError:
         raise EvaluationError(f"{path}: no such file") from None
+    except OSError as e:
+        raise EvaluationError(f"{path}: cannot be read: {e.strerror}") from None
     except ValueError as e:
         raise EvaluationError(f"{path}: not valid JSON: {e}") from None
 
@@ -53,7 +55,8 @@ def _is_finite_number(x) -> bool:
 def check_finite_scores(results, source="results") -> None:
     """Raise EvaluationError naming `source`, the video and the label of the first score that
     is not a finite number. `results`: a results document (``{"results": ...}``) or its
-    ``results`` mapping, per-video or per-segment lists; inference calls it before writing."""
+    ``results`` mapping, per-video or per-segment lists; for inference to call before it
+    writes them."""
     if isinstance(results, dict) and isinstance(results.get("results"), dict):
         results = results["results"]
     for vid, items in results.items():
