@@ -16,9 +16,9 @@ SUBSETS = ("training", "validation", "testing")
 #: reference's one-.hdf5-per-video layout.
 STORE_FORMATS = ("jpg", "hdf5", "hdf5-video")
 #: Number of a video's first frame in the segments of a version-1 file whose root does not say
-#: otherwise, whatever the store's format: r3d writes frame_base 1 for every store
-#: (image_00001.jpg is frame 1, and so is an HDF5 store's element 0), so that a file's
-#: numbering does not change when its videos are read from another kind of store.
+#: otherwise, whatever the store's format: r3d's builders always state it (1 for JPEG
+#: directories and r3d HDF5 shards: image_00001.jpg is frame 1, and so is a shard's element 0),
+#: so the default only decides files written by hand or by other tools.
 FRAME_BASE = 1
 MAX_REPORTED_ERRORS = 20
 
