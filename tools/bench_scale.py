@@ -1,0 +1,499 @@
+"""Benchmark r3d at mega scale: Kinetics-700 + Moments in Time (about 1.47M videos).
+
+Synthesises, under DIR/data, both datasets' metadata in r3d's own formats: the official files
+(Kinetics' 2020 train.csv / validate.csv, MiT's moments_categories.txt, trainingSet.csv,
+validationSet.csv; real class names when ../shared/fixtures has them), and for each a store as
+r3d-preprocess writes it: store.json, index.jsonl (one record per video, 0.5% failed) and real
+HDF5 shards of 100 videos each (storeformat.hdf5.write_video) holding tiny JPEG frames, so
+1.47M videos make about 14,700 shards. `--scale 0.05` makes 5% of it. The data is reused by
+later runs with the same settings.
+
+Each section runs r3d's commands in child processes and reports their wall time, CPU time
+(user + system: steadier than wall time on a shared machine) and peak resident memory (ru_maxrss
+from wait4), next to a plain-json baseline doing the same job in the same run (json.load + dict operations + json.dump; for check: index records compared with the
+shard files' existence):
+
+* annotate: r3d-annotate kinetics / mit --index (built from the store index);
+* merge: r3d-annotate merge of both (1,039 classes);
+* subset: r3d-annotate subset --categories 0.3 and --instances 0.3 of the merged file;
+* check: r3d-annotate check and check --deep of the merged file.
+
+A section is a function in SECTIONS taking the Context and returning Row objects; `--only`
+picks sections. The last line printed is one JSON object with every row.
+
+    python tools/bench_scale.py /tmp/scale --scale 0.05 [--only merge subset] [--jobs 2]
+"""
+import argparse
+import base64
+import csv
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections import namedtuple
+from multiprocessing import Pool
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # run from a checkout
+
+from storeformat import INDEX_NAME, SETTINGS_NAME, write_settings  # noqa: E402
+from storeformat.hdf5 import mark_layout, write_video  # noqa: E402
+
+SHARED = REPO.parent / "shared" / "fixtures" / "annotations"
+#: Videos per dataset and subset at scale 1 (Kinetics-700 2020 and MiT v1 sizes).
+SIZES = {"kinetics700": {"training": 599_827, "validation": 34_173},
+         "mit": {"training": 802_264, "validation": 33_900}}
+VIDEOS_PER_SHARD = 100  # r3d-preprocess's default
+FAILED_EVERY = 200  # one failed conversion in 200 videos
+DATA_VERSION = 1
+
+
+# ---------------------------------------------------------------- synthetic data
+
+def _classes(dataset):
+    """Real class names when the shared fixtures hold them (their overlaps make merge qualify
+    names as it does for the real datasets), else made-up ones with a few shared names."""
+    if dataset == "kinetics700":
+        path = SHARED / "kinetics700" / "validate.csv"
+        if path.is_file():
+            with open(path, newline="", encoding="utf-8") as f:
+                return sorted({r["label"] for r in csv.DictReader(f)})
+        return sorted([f"kinetics action {i:03d}" for i in range(690)]
+                      + [f"shared action {i}" for i in range(10)])
+    path = SHARED / "moments_in_time" / "category_momentsv1.txt"
+    if path.is_file():
+        return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    return [f"moment{i:03d}" for i in range(329)] + [f"shared action {i}" for i in range(10)]
+
+
+def _youtube_id(i, salt):
+    """An 11-character youtube-like id, different for every (i, salt)."""
+    x = (i * 0x9E3779B97F4A7C15 + salt) % (1 << 64)
+    return base64.urlsafe_b64encode(x.to_bytes(8, "big")).decode()[:11]
+
+
+def _videos(dataset, scale, frames):
+    """(store id, subset, label, official-file row, n_frames) of every video of a dataset."""
+    classes = _classes(dataset)
+    out = []
+    i = 0
+    for subset, n in SIZES[dataset].items():
+        for _ in range(max(1, round(n * scale))):
+            label = classes[i % len(classes)]
+            n_frames = frames + i % 8
+            if dataset == "kinetics700":
+                yt = _youtube_id(i, 1)
+                start = (i * 7) % 290
+                clip = f"{yt}_{start:06d}_{start + 10:06d}"
+                row = [label, yt, start, start + 10, "train" if subset == "training" else
+                       "validate"]
+                out.append((f"{label}/{clip}", subset, label, row, n_frames))
+            else:
+                stem = f"yt-{_youtube_id(i, 2)}_{i % 40}"
+                row = [f"{label}/{stem}.mp4", label, 3, 0]
+                out.append((f"{subset}/{label}/{stem}", subset, label, row, n_frames))
+            i += 1
+    return classes, out
+
+
+def _tiny_jpeg(size):
+    import simplejpeg
+
+    ramp = np.linspace(0, 255, size, dtype=np.uint8)
+    image = np.stack([np.add.outer(ramp, ramp) // 2] * 3, axis=-1).astype(np.uint8)
+    return simplejpeg.encode_jpeg(np.ascontiguousarray(image), quality=90)
+
+
+def _write_shard(job):
+    """One shard, written as r3d-preprocess writes it (temporary name, then renamed)."""
+    import h5py
+
+    path, videos, jpeg = job
+    tmp = path.with_name(path.name + ".tmp")
+    with h5py.File(tmp, "w") as h5:
+        mark_layout(h5)
+        for vid, source, meta in videos:
+            write_video(h5, vid, [jpeg] * meta["n_frames"], {**meta, "source": source})
+    os.replace(tmp, path)
+    return len(videos)
+
+
+def _write_store(store, videos, jpeg, size, jobs):
+    """store.json, index.jsonl and the shards of one dataset's store."""
+    store.mkdir(parents=True)
+    write_settings(store / SETTINGS_NAME, {"layout": "r3d", "version": 1, "format": "hdf5",
+                                           "height": size, "short_side": None, "fps": None,
+                                           "quality": 90})
+    lines, shards, current = [], [], []
+    for i, (vid, _, _, _, n) in enumerate(videos):
+        source = vid + ".mp4"
+        if i % FAILED_EVERY == FAILED_EVERY - 1:
+            lines.append({"id": vid, "status": "failed", "source": source,
+                          "reason": "Invalid data found when processing input (synthetic)"})
+            continue
+        if len(current) == VIDEOS_PER_SHARD:
+            shards.append(current)
+            current = []
+        shard = f"shard-{len(shards):05d}.h5"
+        meta = {"n_frames": n, "fps": 30.0, "width": size, "height": size,
+                "duration": round(n / 30.0, 6)}
+        current.append((vid, source, meta))
+        lines.append({"id": vid, "status": "done", "source": source, "format": "hdf5",
+                      "path": shard, "key": "videos/" + vid, **meta})
+    shards.append(current)
+    with open(store / INDEX_NAME, "w", encoding="utf-8") as f:
+        for rec in lines:
+            f.write(json.dumps(rec, ensure_ascii=False) + "\n")
+    work = [(store / f"shard-{k:05d}.h5", part, jpeg) for k, part in enumerate(shards)]
+    with Pool(jobs) as pool:
+        for _ in pool.imap_unordered(_write_shard, work, chunksize=8):
+            pass
+    return len(shards)
+
+
+def _write_official(dataset, folder, classes, videos):
+    folder.mkdir(parents=True)
+    if dataset == "kinetics700":
+        for name, subset in (("train.csv", "training"), ("validate.csv", "validation")):
+            with open(folder / name, "w", newline="", encoding="utf-8") as f:
+                w = csv.writer(f)
+                w.writerow(["label", "youtube_id", "time_start", "time_end", "split"])
+                w.writerows(row for _, s, _, row, _ in videos if s == subset)
+        return
+    (folder / "moments_categories.txt").write_text(
+        "".join(f"{name},{i}\n" for i, name in enumerate(classes)), encoding="utf-8")
+    for name, subset in (("trainingSet.csv", "training"), ("validationSet.csv", "validation")):
+        with open(folder / name, "w", newline="", encoding="utf-8") as f:
+            csv.writer(f).writerows(row for _, s, _, row, _ in videos if s == subset)
+
+
+def make_data(root, scale, frames, size, jobs):
+    """The synthetic datasets under root (reused when made with the same settings); returns
+    the manifest ({dataset: {"official", "store", "videos", "shards"}})."""
+    settings = {"version": DATA_VERSION, "scale": scale, "frames": frames, "size": size}
+    manifest_path = root / "manifest.json"
+    if manifest_path.is_file():
+        manifest = json.loads(manifest_path.read_text())
+        if manifest["settings"] == settings:
+            return manifest
+        for dataset in SIZES:
+            shutil.rmtree(root / dataset, ignore_errors=True)
+        manifest_path.unlink()
+    elif root.exists() and any(root.iterdir()):
+        raise SystemExit(f"{root}: exists and is not a bench_scale data folder")
+    jpeg = _tiny_jpeg(size)
+    manifest = {"settings": settings, "datasets": {}}
+    for dataset in SIZES:
+        t = time.perf_counter()
+        classes, videos = _videos(dataset, scale, frames)
+        _write_official(dataset, root / dataset / "official", classes, videos)
+        n_shards = _write_store(root / dataset / "store", videos, jpeg, size, jobs)
+        manifest["datasets"][dataset] = {
+            "official": str(root / dataset / "official"), "store": str(root / dataset / "store"),
+            "videos": len(videos), "classes": len(classes), "shards": n_shards}
+        print(f"  {dataset}: {len(videos):,} videos, {n_shards:,} shards, "
+              f"{time.perf_counter() - t:.0f} s", file=sys.stderr)
+    manifest_path.write_text(json.dumps(manifest, indent=1))
+    return manifest
+
+
+# ---------------------------------------------------------------- baselines (child processes)
+
+def _load(path):
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def _dump(doc, path):
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(doc, f, ensure_ascii=False, separators=(",", ":"))
+
+
+def _read_index(store):
+    records = {}
+    with open(Path(store) / INDEX_NAME, encoding="utf-8") as f:
+        for line in f:
+            rec = json.loads(line)
+            records[rec["id"]] = rec
+    return records
+
+
+def _entry(subset, label, rec):
+    return {"subset": subset, "annotations": {"label": label, "segment": [1, rec["n_frames"] + 1]},
+            "video_path": rec["id"], "n_frames": rec["n_frames"], "fps": rec["fps"]}
+
+
+def baseline_annotate(dataset, official, store, out):
+    """CSV rows joined with the index records by store id, dumped."""
+    index = _read_index(store)
+    official = Path(official)
+    database, labels = {}, set()
+    if dataset == "kinetics700":
+        for name, subset in (("train.csv", "training"), ("validate.csv", "validation")):
+            with open(official / name, newline="", encoding="utf-8") as f:
+                for r in csv.DictReader(f):
+                    clip = f"{r['youtube_id']}_{int(r['time_start']):06d}_" \
+                           f"{int(r['time_end']):06d}"
+                    rec = index.get(f"{r['label']}/{clip}")
+                    if rec is not None and rec["status"] == "done":
+                        database[clip] = _entry(subset, r["label"], rec)
+                        labels.add(r["label"])
+    else:
+        for name, subset in (("trainingSet.csv", "training"),
+                             ("validationSet.csv", "validation")):
+            with open(official / name, newline="", encoding="utf-8") as f:
+                for path, label, *_ in csv.reader(f):
+                    stem = path.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+                    rec = index.get(f"{subset}/{label}/{stem}")
+                    if rec is not None and rec["status"] == "done":
+                        database[stem] = _entry(subset, label, rec)
+                        labels.add(label)
+    _dump({"labels": sorted(labels), "database": database}, out)
+
+
+def baseline_merge(a, b, out):
+    """Label lists concatenated (shared names qualified), databases joined."""
+    docs = [_load(a), _load(b)]
+    names = [Path(a).stem, Path(b).stem]
+    shared = set(docs[0]["labels"]) & set(docs[1]["labels"])
+    labels, database = [], {}
+    for name, doc in zip(names, docs):
+        labels += [f"{name}:{x}" if x in shared else x for x in doc["labels"]]
+        for vid, entry in doc["database"].items():
+            ann = entry["annotations"]
+            if ann.get("label") in shared:
+                ann["label"] = f"{name}:{ann['label']}"
+            database[f"{name}:{vid}" if vid in database else vid] = entry
+    _dump({"labels": labels, "database": database}, out)
+
+
+def _rank(seed, name):
+    return hashlib.sha1(f"{seed}:{name}".encode("utf-8")).hexdigest()
+
+
+def baseline_subset(inp, out, kind, fraction):
+    """Whole classes (categories) or a share of every class's training videos (instances)."""
+    doc = _load(inp)
+    if kind == "categories":
+        fraction = float(fraction)
+        k = max(1, round(fraction * len(doc["labels"])))
+        chosen = set(sorted(doc["labels"], key=lambda n: _rank(0, n))[:k])
+        doc["labels"] = [x for x in doc["labels"] if x in chosen]
+        doc["database"] = {v: e for v, e in doc["database"].items()
+                           if e["annotations"].get("label") in chosen}
+    else:
+        by_class = {}
+        for vid, e in doc["database"].items():
+            if e["subset"] == "training":
+                by_class.setdefault(e["annotations"]["label"], []).append(vid)
+        keep = set()
+        for members in by_class.values():
+            members.sort(key=lambda v: _rank(0, v))
+            keep.update(members[:max(1, round(float(fraction) * len(members)))])
+        doc["database"] = {v: e for v, e in doc["database"].items()
+                           if e["subset"] != "training" or v in keep}
+    _dump(doc, out)
+
+
+def baseline_check(annotation):
+    """Every entry's index record looked up by its video_path; its shard file must exist and
+    the frame counts agree."""
+    doc = _load(annotation)
+    indexes = {name: _read_index(root["path"]) for name, root in doc["roots"].items()}
+    exists = {}
+    problems = 0
+    for entry in doc["database"].values():
+        root = doc["roots"][entry["root"]]["path"]
+        rec = indexes[entry["root"]].get(entry.get("store_id") or entry.get("video_path"))
+        if rec is None or rec["status"] != "done" or rec["n_frames"] != entry["n_frames"]:
+            problems += 1
+            continue
+        shard = os.path.join(root, rec["path"])
+        if shard not in exists:
+            exists[shard] = os.path.isfile(shard)
+        problems += not exists[shard]
+    print(f"{problems} problems")
+
+
+BASELINES = {"annotate": baseline_annotate, "merge": baseline_merge, "subset": baseline_subset,
+             "check": baseline_check}
+
+
+# ---------------------------------------------------------------- measuring
+
+class Row:
+    """One step: r3d's and the baseline's Measure (the baseline may be None)."""
+
+    def __init__(self, name, r3d, baseline=None, note=""):
+        self.name, self.r3d, self.baseline, self.note = name, r3d, baseline, note
+
+    def as_dict(self):
+        return {"step": self.name, "r3d": self.r3d._asdict(),
+                "baseline": self.baseline and self.baseline._asdict(), "note": self.note}
+
+
+#: A child process's wall seconds, CPU seconds (user + system) and peak resident MiB.
+Measure = namedtuple("Measure", "wall cpu peak_mib")
+
+
+class Context:
+    """What sections share: the data manifest, an output folder, and runners that measure a
+    child process."""
+
+    def __init__(self, manifest, out):
+        self.manifest, self.out = manifest, out
+        self.env = dict(os.environ, PYTHONPATH=str(REPO))
+        self.made = set()  # annotation files written in this run (older ones are not reused)
+
+    def store(self, dataset):
+        return self.manifest["datasets"][dataset]["store"]
+
+    def official(self, dataset):
+        return self.manifest["datasets"][dataset]["official"]
+
+    def measure(self, argv, ok=(0,)):
+        """The Measure of a child process running `argv`."""
+        with tempfile.TemporaryFile() as err:
+            t = time.perf_counter()
+            child = subprocess.Popen(argv, cwd=REPO, env=self.env, stdout=subprocess.DEVNULL,
+                                     stderr=err)
+            _, status, usage = os.wait4(child.pid, 0)
+            seconds = time.perf_counter() - t
+            child.returncode = os.waitstatus_to_exitcode(status)
+            if child.returncode not in ok:
+                err.seek(0)
+                raise SystemExit(f"{' '.join(map(str, argv))} exited {child.returncode}:\n"
+                                 + err.read().decode(errors="replace")[-2000:])
+        return Measure(round(seconds, 2), round(usage.ru_utime + usage.ru_stime, 2),
+                       round(usage.ru_maxrss / 1024))
+
+    def r3d(self, *args, ok=(0,)):
+        return self.measure([sys.executable, "-m", "annotations", *map(str, args), "-q"], ok)
+
+    def baseline(self, name, *args):
+        return self.measure([sys.executable, __file__, "--baseline", name, *map(str, args)])
+
+    def annotation(self, name):
+        """out/<name>.json, built by the annotate or merge step when no earlier section of
+        this run has made it."""
+        path = self.out / f"{name}.json"
+        if name not in self.made:
+            self.made.add(name)
+            if name == "km":
+                self.r3d("merge", self.annotation("kinetics700"), self.annotation("mit"),
+                         "-o", path)
+            else:
+                self.r3d("kinetics" if name == "kinetics700" else "mit", self.official(name),
+                         "--out", path, "--index", self.store(name))
+        return path
+
+
+# ---------------------------------------------------------------- sections
+
+def section_annotate(ctx):
+    rows = []
+    for dataset in SIZES:
+        out = ctx.out / f"{dataset}.json"
+        r3d = ctx.r3d("kinetics" if dataset == "kinetics700" else "mit", ctx.official(dataset),
+                      "--out", out, "--index", ctx.store(dataset))
+        base = ctx.baseline("annotate", dataset, ctx.official(dataset), ctx.store(dataset),
+                            ctx.out / f"baseline_{dataset}.json")
+        rows.append(Row(f"annotate {dataset} --index", r3d, base))
+        ctx.made.add(dataset)
+    return rows
+
+
+def section_merge(ctx):
+    a, b = ctx.annotation("kinetics700"), ctx.annotation("mit")
+    r3d = ctx.r3d("merge", a, b, "-o", ctx.out / "km.json")
+    ctx.made.add("km")
+    base = ctx.baseline("merge", a, b, ctx.out / "baseline_km.json")
+    return [Row("merge kinetics700 + mit", r3d, base)]
+
+
+def section_subset(ctx):
+    km = ctx.annotation("km")
+    rows = []
+    for kind in ("categories", "instances"):
+        r3d = ctx.r3d("subset", km, f"--{kind}", 0.3, "-o", ctx.out / f"km_{kind}.json")
+        base = ctx.baseline("subset", km, ctx.out / f"baseline_km_{kind}.json", kind, 0.3)
+        rows.append(Row(f"subset --{kind} 0.3", r3d, base))
+    return rows
+
+
+def section_check(ctx):
+    km = ctx.annotation("km")
+    base = ctx.baseline("check", km)
+    return [Row("check", ctx.r3d("check", km), base),
+            Row("check --deep", ctx.r3d("check", "--deep", km), None,
+                "reads every video's group and offsets in every shard")]
+
+
+SECTIONS = {"annotate": section_annotate, "merge": section_merge, "subset": section_subset,
+            "check": section_check}
+
+
+# ---------------------------------------------------------------- report
+
+def _table(rows):
+    lines = ["| step | r3d wall s | r3d CPU s | baseline wall s | baseline CPU s | CPU ratio | "
+             "r3d peak MiB | baseline peak MiB | memory ratio |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        a, b = r.r3d, r.baseline
+        if b:
+            lines.append(f"| {r.name} | {a.wall:.1f} | {a.cpu:.1f} | {b.wall:.1f} | {b.cpu:.1f} | "
+                         f"{a.cpu / b.cpu:.2f} | {a.peak_mib:,} | {b.peak_mib:,} | "
+                         f"{a.peak_mib / b.peak_mib:.2f} |")
+        else:
+            lines.append(f"| {r.name} | {a.wall:.1f} | {a.cpu:.1f} | | | | {a.peak_mib:,} | | |")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--baseline"]:
+        BASELINES[argv[1]](*argv[2:])
+        return 0
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("dir", type=Path, help="where the data (DIR/data) and outputs (DIR/out) go")
+    p.add_argument("--scale", type=float, default=1.0,
+                   help="share of the full size to make (default 1: about 1.47M videos)")
+    p.add_argument("--frames", type=int, default=16,
+                   help="frames per video, plus 0-7 (default 16)")
+    p.add_argument("--size", type=int, default=32, help="frame width and height (default 32)")
+    p.add_argument("--only", nargs="+", choices=sorted(SECTIONS), metavar="SECTION",
+                   help=f"run only these sections ({', '.join(SECTIONS)})")
+    p.add_argument("--jobs", type=int, default=2, help="processes writing shards (default 2)")
+    args = p.parse_args(argv)
+    t = time.perf_counter()
+    print(f"data under {args.dir / 'data'} (scale {args.scale}):", file=sys.stderr)
+    manifest = make_data(args.dir / "data", args.scale, args.frames, args.size, args.jobs)
+    print(f"  ready in {time.perf_counter() - t:.0f} s", file=sys.stderr)
+    out = args.dir / "out"
+    out.mkdir(parents=True, exist_ok=True)
+    ctx = Context(manifest, out)
+    rows = []
+    for name in args.only or SECTIONS:
+        print(f"{name} ...", file=sys.stderr)
+        rows.extend(SECTIONS[name](ctx))
+    videos = sum(d["videos"] for d in manifest["datasets"].values())
+    shards = sum(d["shards"] for d in manifest["datasets"].values())
+    print(f"\n{videos:,} videos in {shards:,} shards (scale {args.scale}); "
+          f"load average {os.getloadavg()[0]:.2f}\n")
+    print(_table(rows))
+    print(json.dumps({"scale": args.scale, "videos": videos, "shards": shards,
+                      "rows": [r.as_dict() for r in rows]}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
