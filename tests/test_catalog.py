@@ -307,7 +307,8 @@ def test_video_catalog_finds_videos_in_named_and_unnamed_stores(stores, tmp_path
     with open(jpg_root / INDEX_NAME, "a") as f:
         f.write(json.dumps({"id": "jump/v_lost", "status": "failed", "source": "jump/v_lost.mp4",
                             "reason": "cannot decode"}) + "\n")
-    doc = {"roots": {"h5": {"path": str(stores["hdf5"])}, "nopath": {"path": None}}}
+    doc = {"roots": {"j": {"path": None}, "ref": {"path": None},
+                     "h5": {"path": str(stores["hdf5"])}, "nopath": {"path": None}}}
     run = VideoCatalog({"j": jpg_root, "ref": open_store(stores["ref"])}, doc)
     assert run.names == ["j", "ref", "h5", "nopath"]
     # no root: every store given, in order (the JPEG store first)
@@ -336,6 +337,13 @@ def test_video_catalog_finds_videos_in_named_and_unnamed_stores(stores, tmp_path
         run.find("nopath", ["walk/v_walk_0"])
     with pytest.raises(VideoNotFound, match="root 'other' has no path"):
         run.find("other", ["walk/v_walk_0"])
+    # stores given always win: one unnamed store serves every root; unknown names are refused
+    alone = VideoCatalog(jpg_root, {"roots": {"h5": {"path": str(stores["hdf5"])}}})
+    assert isinstance(alone.store(alone.find("h5", ["walk/v_walk_0"])), JpegDirStore)
+    with pytest.raises(ValueError, match="root 'zzz', which the annotation file does not name"):
+        VideoCatalog({"zzz": jpg_root}, doc)
+    with pytest.raises(ValueError, match="give one store per root as NAME=PATH"):
+        VideoCatalog(jpg_root, doc)
     # rows found in the reference store survive freezing and pickling
     run.freeze()
     clone = pickle.loads(pickle.dumps(run))
