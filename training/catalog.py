@@ -633,7 +633,11 @@ class VideoCatalog:
 
     `stores` is one store (a FrameStore or a path) or a dict mapping an annotation file's root
     names to stores; roots that `doc` (the annotation file) names with a path are opened from
-    it when first needed. `find` locates a video (in the parent, while building samples); the
+    it when first needed. Stores given by the caller win over the paths the file records: one
+    store given without a name serves every entry, whatever root it names (a file with several
+    roots then needs them named); a name that is not one of the roots of a file that has roots
+    is an error. Entries without a root (the reference's files) are looked for in every store
+    given, in order. `find` locates a video (in the parent, while building samples); the
     per-row methods read it (in the workers). Row r belongs to store ``r % len(names)``."""
 
     def __init__(self, stores, doc=None):
@@ -642,6 +646,14 @@ class VideoCatalog:
         if not isinstance(stores, dict) or not stores:
             raise TypeError("stores must be a FrameStore, a path, or a non-empty dict of them")
         roots = (doc or {}).get("roots") or {}
+        unknown = sorted(str(n) for n in stores if n is not None and n not in roots)
+        if unknown and roots:
+            raise ValueError(f"store given for root {unknown[0]!r}, which the annotation file "
+                             f"does not name (its roots: {', '.join(sorted(roots))})")
+        if None in stores and len(stores) == 1 and len(roots) > 1:
+            raise ValueError(f"the annotation file's videos are in {len(roots)} roots "
+                             f"({', '.join(sorted(roots))}): give one store per root as "
+                             f"NAME=PATH")
         self.names = list(stores) + [name for name in roots if name not in stores]
         self._given = len(stores)
         self._sources = list(stores.values()) + [(roots[name] or {}).get("path")
@@ -667,8 +679,14 @@ class VideoCatalog:
         return self._tables[i]
 
     def _search(self, root) -> list:
+        """Stores to search for an entry of root `root`. A store the caller gave wins over the
+        path the file records: one given without a name serves every root."""
         if root is None:
             return list(range(self._given))
+        if root in self.names[:self._given]:
+            return [self.names.index(root)]
+        if self.names[:self._given] == [None]:
+            return [0]
         if root not in self.names:
             raise VideoNotFound(f"root {root!r} has no path in the annotation file: pass its "
                                 f"store as stores={{{root!r}: ...}}")

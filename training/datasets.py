@@ -30,6 +30,7 @@ bytes. The default, ``output="float"``, returns normalised float32 clips.
 """
 import ctypes
 import ctypes.util
+from array import array
 import logging
 import math
 import os
@@ -42,6 +43,7 @@ from torch.utils.data import Dataset, default_collate
 from storeformat import video_key
 
 from .annotation_file import read_annotation_file, root_frame_base
+from .catalog import VideoCatalog
 from .decode import ClipBuffers, DecodeError, decode_clip, jpeg_size, scaled_size
 from .region import decode_region_clip, region_decoder
 from .randomness import item_rng
@@ -103,7 +105,9 @@ def keep_freed_memory() -> bool:
 
 
 class Sample:
-    """One unit of a dataset: a video (or a segment of it) in a store."""
+    """One unit of a dataset as a Python object: a video (or a segment of it) in a store.
+    Datasets hold their samples as arrays (`SampleTable`); this is a view of one, for
+    callers and messages."""
     __slots__ = ("video_id", "store", "key", "frames", "label", "labels", "shift")
 
     def __init__(self, video_id, store, key, frames, label, labels, shift=0):
@@ -115,64 +119,62 @@ class Sample:
                 f"{self.frames.stop}), label={self.label})")
 
 
-class StoreSet:
-    """The stores an annotation file's videos live in.
+class SampleTable:
+    """A dataset's samples as numpy arrays (bytes per sample, no Python object per video):
+    catalog row, frames [start, stop) in the store's numbering, label (-1: none), the shift
+    from the file's numbering to the store's, every label (CSR: `label_ptr`, `label_values`)
+    and the annotation's video id. Indexing gives a `Sample` view."""
 
-    `stores` is one store (a FrameStore or a path), or a dict mapping the file's root names to
-    stores. Stores given by the caller always win over the paths a file records: one store
-    given without a name serves every entry, whatever root it names (a file with several
-    roots then needs them named); a named store serves the entries of that root, and a root
-    the caller did not name is opened from the path the file records for it. A name that is
-    not one of the file's roots is an error."""
+    def __init__(self, catalog, rows, starts, stops, labels, shifts, label_lists, ids):
+        self.catalog = catalog
+        self.rows = np.asarray(rows, dtype=np.int64)
+        self.starts = np.asarray(starts, dtype=np.int64)
+        self.stops = np.asarray(stops, dtype=np.int64)
+        self.labels = np.asarray(labels, dtype=np.int32)
+        self.shifts = np.asarray(shifts, dtype=np.int8)
+        lengths = np.fromiter((len(x) for x in label_lists), dtype=np.int64,
+                              count=len(label_lists))
+        self.label_ptr = np.zeros(len(label_lists) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=self.label_ptr[1:])
+        self.label_values = np.fromiter((v for x in label_lists for v in x), dtype=np.int32,
+                                        count=int(self.label_ptr[-1]))
+        self.ids = np.array([v.encode("utf-8", "surrogateescape") for v in ids] or [b""],
+                            dtype=np.bytes_)[:len(ids)]
 
-    def __init__(self, stores, doc=None):
-        if isinstance(stores, (FrameStore, str, Path)):
-            stores = {None: stores}
-        if not isinstance(stores, dict) or not stores:
-            raise TypeError("stores must be a FrameStore, a path, or a non-empty dict of them")
-        self._roots = (doc or {}).get("roots") or {}
-        unknown = sorted(str(n) for n in stores if n is not None and n not in self._roots)
-        if unknown and self._roots:
-            known = ", ".join(sorted(self._roots)) or "none"
-            raise ValueError(f"store given for root {unknown[0]!r}, which the annotation file "
-                             f"does not name (its roots: {known})")
-        if None in stores and len(self._roots) > 1 and len(stores) == 1:
-            raise ValueError(f"the annotation file's videos are in {len(self._roots)} roots "
-                             f"({', '.join(sorted(self._roots))}): give one store per root "
-                             f"as NAME=PATH")
-        self._stores = {name: self._open(s) for name, s in stores.items()}
+    def __len__(self):
+        return len(self.rows)
 
-    @staticmethod
-    def _open(store):
-        return store if isinstance(store, FrameStore) else open_store(store)
+    def frames(self, i) -> range:
+        return range(int(self.starts[i]), int(self.stops[i]))
 
-    def for_root(self, name):
-        """Stores to search for an entry of root `name` (None: no root named)."""
-        if name is None:
-            return list(self._stores.values())
-        if name in self._stores:
-            return [self._stores[name]]
-        if None in self._stores and len(self._stores) == 1:
-            return [self._stores[None]]
-        path = (self._roots.get(name) or {}).get("path")
-        if not path:
-            raise VideoNotFound(f"root {name!r} has no path in the annotation file: pass its "
-                                f"store as stores={{{name!r}: ...}}")
-        self._stores[name] = self._open(path)
-        return [self._stores[name]]
+    def labels_of(self, i) -> tuple:
+        return tuple(self.label_values[self.label_ptr[i]:self.label_ptr[i + 1]].tolist())
+
+    def video_id(self, i) -> str:
+        return self.ids[i].decode("utf-8", "surrogateescape")
+
+    def __getitem__(self, i) -> Sample:
+        if not -len(self) <= i < len(self):
+            raise IndexError(i)
+        i = i % len(self)
+        row = int(self.rows[i])
+        return Sample(self.video_id(i), self.catalog.store(row), self.catalog.key(row),
+                      self.frames(i), int(self.labels[i]), self.labels_of(i),
+                      int(self.shifts[i]))
+
+    def __iter__(self):
+        return (self[i] for i in range(len(self)))
+
+
+class StoreSet(VideoCatalog):
+    """The stores an annotation file's videos live in (a training.catalog.VideoCatalog), with
+    `locate` for callers that want a (store, key) pair rather than a catalog row."""
 
     def locate(self, video_id, entry, label_names=()):
         """(store, key) of an entry's video; raises VideoNotFound listing what was tried."""
-        stores = self.for_root(entry.get("root"))
-        keys = candidate_keys(video_id, entry, label_names)
-        for store in stores:
-            for key in keys:
-                if key in store:
-                    return store, key
-        reasons = [f"{s}: {r}" for s in stores for r in map(s.failure, keys) if r]
-        detail = f" (conversion failed: {reasons[0]})" if reasons else ""
-        raise VideoNotFound(f"video {video_id!r} not found as {' or '.join(map(repr, keys))} in "
-                            f"{', '.join(map(str, stores))}{detail}")
+        row = self.find(entry.get("root"), candidate_keys(video_id, entry, label_names),
+                        video_id)
+        return self.store(row), self.key(row)
 
 
 def candidate_keys(video_id, entry, label_names=()) -> list:
@@ -206,19 +208,28 @@ def _segment_list(ann):
 
 
 def build_samples(doc, stores: StoreSet, subset, segments="each"):
-    """The samples of `subset` (None: all) and the problems found, as (video id, reason)."""
+    """The samples of `subset` (None: all) as a SampleTable, and the problems found, as
+    (video id, reason)."""
     if segments not in SEGMENT_MODES:
         raise ValueError(f"segments must be one of {SEGMENT_MODES}, got {segments!r}")
     class_index = {name: i for i, name in enumerate(doc["labels"])}
-    samples, problems = [], []
+    columns = [array("q") for _ in range(5)]  # rows, starts, stops, labels, shifts
+    label_lists, ids, problems = [], [], []
     for vid, entry in doc["database"].items():
         if subset is not None and entry.get("subset") != subset:
             continue
         try:
-            samples.extend(_entry_samples(vid, entry, doc, stores, class_index, segments))
+            found = _entry_samples(vid, entry, doc, stores, class_index, segments)
         except (ValueError, LookupError, FrameReadError) as e:
             problems.append((vid, str(e)))
-    return samples, problems
+            continue
+        for row, frames, label, labels, shift in found:
+            for column, value in zip(columns, (row, frames.start, frames.stop, label, shift)):
+                column.append(value)
+            label_lists.append(labels)
+            ids.append(vid)
+    stores.freeze()
+    return SampleTable(stores, *columns, label_lists, ids), problems
 
 
 def _guess_frame_base(ann, spans, first, n):
@@ -249,11 +260,12 @@ def _entry_samples(vid, entry, doc, stores, class_index, mode):
     for name in names:
         if name not in class_index:
             raise ValueError(f"label {name!r} is not in the file's labels")
-    store, key = stores.locate(vid, entry, names if isinstance(ann, dict) else ())
-    n = store.n_frames(key)
+    row = stores.find(entry.get("root"),
+                      candidate_keys(vid, entry, names if isinstance(ann, dict) else ()), vid)
+    n = stores.n_frames(row)
     if n < 1:
-        raise ValueError(f"{store}: '{key}' has no frames")
-    first = store.first_frame
+        raise ValueError(f"{stores.store(row)}: '{stores.key(row)}' has no frames")
+    first = stores.first_frame(row)
     declared = root_frame_base(doc, entry.get("root"))
     if declared is None:
         declared = _guess_frame_base(ann, spans, first, n)
@@ -265,12 +277,13 @@ def _entry_samples(vid, entry, doc, stores, class_index, mode):
             a, b = int(segment[0]) + shift, int(segment[1]) + shift
             if not (first <= a < b <= first + n):
                 raise ValueError(f"segment {list(segment)} lies outside the {n} frames of "
-                                 f"{store}: '{key}' (frames {first - shift}.."
+                                 f"{stores.store(row)}: '{stores.key(row)}' (frames "
+                                 f"{first - shift}.."
                                  f"{first + n - 1 - shift} in the file's numbering)")
             return range(a, b)
         if seconds is None:
             raise ValueError("a segment with neither 'segment' (frames) nor 'segment_sec'")
-        fps = entry.get("fps") or store.fps(key)
+        fps = entry.get("fps") or stores.fps(row)
         if not fps:
             raise ValueError("segment given in seconds, but neither the entry nor the store "
                              "index has the video's fps")
@@ -285,12 +298,12 @@ def _entry_samples(vid, entry, doc, stores, class_index, mode):
 
     indices = tuple(class_index[x] for x in names)
     if spans and mode == "each":
-        return [Sample(vid, store, key, frames_of(seg, sec), class_index.get(name, -1),
-                       (class_index[name],) if name is not None else (), shift)
+        return [(row, frames_of(seg, sec), class_index.get(name, -1),
+                 (class_index[name],) if name is not None else (), shift)
                 for name, seg, sec in spans]
     segment = ann.get("segment") if isinstance(ann, dict) else None
     frames = frames_of(segment, None) if segment is not None else whole
-    return [Sample(vid, store, key, frames, indices[0] if indices else -1, indices, shift)]
+    return [(row, frames, indices[0] if indices else -1, indices, shift)]
 
 
 class ClipDataset(Dataset):
@@ -334,7 +347,7 @@ class ClipDataset(Dataset):
         self._setup_pid = None
         # Built (or found) here, before DataLoader workers fork, so they inherit it loaded.
         self._region_lib = region_decoder() if region_decode else None
-        store_set = stores if isinstance(stores, StoreSet) else StoreSet(stores, doc)
+        store_set = stores if isinstance(stores, VideoCatalog) else StoreSet(stores, doc)
         self.samples, problems = build_samples(doc, store_set, subset, segments)
         self._report(problems)
         if not self.samples:
@@ -355,10 +368,11 @@ class ClipDataset(Dataset):
     def _check_targets(self):
         """Single-label targets need single-label samples."""
         if self.target_type == "label":
-            multi = [s.video_id for s in self.samples if len(s.labels) > 1]
-            if multi:
+            multi = np.flatnonzero(np.diff(self.samples.label_ptr) > 1)
+            if len(multi):
                 raise ValueError(f"{self.source}: {len(multi)} videos have several labels "
-                                 f"(e.g. {multi[0]!r}): use target='multilabel'")
+                                 f"(e.g. {self.samples.video_id(multi[0])!r}): use "
+                                 f"target='multilabel'")
 
     def _report(self, problems):
         if not problems:
@@ -384,18 +398,25 @@ class ClipDataset(Dataset):
 
     @property
     def video_ids(self):
-        return [s.video_id for s in self.samples]
+        return [self.samples.video_id(i) for i in range(len(self.samples))]
 
-    def target(self, sample):
+    def target(self, i):
+        """Sample i's target: its class index, or a multi-hot vector."""
         if self.target_type == "label":
-            return sample.label
+            return int(self.samples.labels[i])
         t = torch.zeros(len(self.class_names), dtype=torch.float32)
-        if sample.labels:
-            t[list(sample.labels)] = 1.0
+        labels = self.samples.labels_of(i)
+        if labels:
+            t[list(labels)] = 1.0
         return t
 
-    def load_clips(self, sample, clips, rng=None) -> list:
-        """Read, decode and transform the clips (lists of frame numbers) of one sample, with
+    def _read_error(self, i, frame, reason):
+        row = int(self.samples.rows[i])
+        catalog = self.samples.catalog
+        return FrameReadError(catalog.store(row), catalog.key(row), frame, reason)
+
+    def load_clips(self, i, clips, rng=None) -> list:
+        """Read, decode and transform the clips (lists of frame numbers) of sample i, with
         the random parameters drawn from `rng` (a random.Random)."""
         if self._setup_pid != os.getpid():
             self._setup_pid = os.getpid()
@@ -403,11 +424,11 @@ class ClipDataset(Dataset):
                 keep_freed_memory()
         flat = clips[0] if len(clips) == 1 else [f for c in clips for f in c]
         unique = list(dict.fromkeys(flat))
-        data = sample.store.read_bytes(sample.key, unique)
+        data = self.samples.catalog.read_bytes(int(self.samples.rows[i]), unique)
         try:
             hw = jpeg_size(data[0])
         except DecodeError as e:
-            raise FrameReadError(sample.store, sample.key, unique[0], e.reason) from None
+            raise self._read_error(i, unique[0], e.reason) from None
         plans = [self.transform.plan(hw, rng) for _ in clips]
         factor = 1
         if self.reduced_decode:
@@ -423,7 +444,7 @@ class ClipDataset(Dataset):
                 array = decode_clip(data, factor, names=unique, buffers=self._buffers)
         except DecodeError as e:
             frame = unique[e.position] if e.position is not None else None
-            raise FrameReadError(sample.store, sample.key, frame, e.reason) from None
+            raise self._read_error(i, frame, e.reason) from None
         decoded = torch.from_numpy(array)
         position = None if len(unique) == len(flat) and len(clips) == 1 else {
             f: i for i, f in enumerate(unique)}
@@ -507,9 +528,8 @@ class TrainingClips(ClipDataset):
         return len(self.samples)
 
     def _get(self, index, rng):
-        sample = self.samples[index]
-        clips = self.sampler(sample.frames, rng)
-        return self.load_clips(sample, clips[:1], rng)[0], self.target(sample)
+        clips = self.sampler(self.samples.frames(index), rng)
+        return self.load_clips(index, clips[:1], rng)[0], self.target(index)
 
     def __getitem__(self, key):
         return self._load(key, self._get, substitute=True)
@@ -531,9 +551,8 @@ class ValidationClips(ClipDataset):
         return len(self.samples)
 
     def _get(self, index, rng):
-        sample = self.samples[index]
-        clips = self.load_clips(sample, self.sampler(sample.frames, rng), rng)
-        return torch.stack(clips), self.target(sample), index
+        clips = self.load_clips(index, self.sampler(self.samples.frames(index), rng), rng)
+        return torch.stack(clips), self.target(index), index
 
     def __getitem__(self, key):
         """(clips, target, video index); under on_bad='skip' an unreadable video gives None
@@ -570,7 +589,8 @@ class InferenceWindows(ClipDataset):
             raise TypeError("InferenceWindows needs a sampler with starts(), e.g. SlidingWindow")
         super().__init__(annotation, stores, subset, transform or eval_transform(), sampler,
                          **options)
-        starts = [sampler.starts(len(s.frames)) for s in self.samples]
+        lengths = self.samples.stops - self.samples.starts
+        starts = [sampler.starts(int(n)) for n in lengths]
         self._video = np.repeat(np.arange(len(self.samples)), [len(x) for x in starts])
         self._start = np.concatenate([np.asarray(x, dtype=np.int64) for x in starts])
 
@@ -579,10 +599,10 @@ class InferenceWindows(ClipDataset):
 
     def _get(self, index, rng):
         v = int(self._video[index])
-        sample = self.samples[v]
-        clip = self.sampler.clip_at(sample.frames, int(self._start[index]))
-        segment = torch.tensor([min(clip) - sample.shift, max(clip) + 1 - sample.shift])
-        return self.load_clips(sample, [clip], rng)[0], v, segment
+        clip = self.sampler.clip_at(self.samples.frames(v), int(self._start[index]))
+        shift = int(self.samples.shifts[v])
+        segment = torch.tensor([min(clip) - shift, max(clip) + 1 - shift])
+        return self.load_clips(v, [clip], rng)[0], v, segment
 
     def __getitem__(self, key):
         """(clip, video index, segment); under on_bad='skip' an unreadable window gives None

@@ -62,8 +62,9 @@ class Fit:
                                         len(ds.class_names), self.ctx, amp=self.s.amp,
                                         inputs=self.inputs["val"], progress=self.s.progress,
                                         desc="validation videos")
-        truth = [s.labels or ([s.label] if s.label is not None and s.label >= 0 else [])
-                 for s in ds.samples]
+        table = ds.samples
+        truth = [list(table.labels_of(i)) or ([int(table.labels[i])] if table.labels[i] >= 0
+                                               else []) for i in range(len(table))]
         keep = [i for i, t in enumerate(truth) if t and counts[i] > 0]
         if not keep:
             return {}
