@@ -99,7 +99,7 @@ def ffmpeg_stream(source_path, settings: FrameSettings):
                         **passthrough_option())
     # level+info: showinfo's lines are info, and each line carries its level to tell them
     # from errors.
-    return out.global_args("-nostdin", "-hide_banner", "-loglevel", "level+info")
+    return out.global_args("-nostdin", "-hide_banner", "-nostats", "-loglevel", "level+info")
 
 
 class FrameReader:

@@ -489,3 +489,26 @@ def test_shard_copy_left_by_a_kill_between_records_is_removed(tmp_path):
                                    and "offsets" in o else None)
     assert sorted(found) == sorted(read_index(dst / "index.jsonl"))
     assert _content(dst) == _content(ref)
+
+
+@pytest.mark.parametrize("exc, environmental", [
+    (OSError(errno.ENOSPC, "No space left on device"), True),
+    (OSError(errno.EIO, "Input/output error"), True),
+    (PermissionError(errno.EACCES, "Permission denied", "/dst/x"), True),
+    (FileNotFoundError(errno.ENOENT, "No such file or directory"), True),
+    (OSError("Can't write data (file write failed: errno = 122, error message = 'Disk quota "
+             "exceeded')"), True),
+    (OSError(errno.EINVAL, "Invalid argument"), False),
+    (ValueError("no frames to store"), False),
+])
+def test_environmental_causes_told_from_the_video(exc, environmental):
+    from preprocess.failures import environment_cause
+    assert (environment_cause(exc) is not None) == environmental
+
+
+def test_ffmpeg_messages_of_an_unreadable_source_are_environmental():
+    from preprocess.failures import ffmpeg_environment_cause
+    assert ffmpeg_environment_cause(["cannot decode: Error opening input: Input/output error"])
+    assert ffmpeg_environment_cause(["Error opening input: Permission denied"])
+    assert ffmpeg_environment_cause(["cannot decode: Invalid data found when processing "
+                                     "input"]) is None
