@@ -32,7 +32,7 @@ sys.path.insert(0, str(REPO))  # run from a checkout
 
 from storeformat import INDEX_NAME, SETTINGS_NAME, write_settings  # noqa: E402
 from storeformat.hdf5 import mark_layout, write_video  # noqa: E402
-from training.catalog import CATALOG_DIR, StoreCatalog  # noqa: E402
+from training.catalog import CATALOG_DIR, StoreCatalog, default_max_open_files  # noqa: E402
 
 #: training/stores.py before the catalog (Hdf5Store reading through h5py metadata per clip).
 OLD_STORES = "02eee008d4cf390bfb42072e802ad50e5b7cc3ae:training/stores.py"
@@ -145,6 +145,8 @@ def main(argv=None):
     p.add_argument("--hot", type=int, default=64, help="videos in the hot set")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--jobs", type=int, default=2, help="processes writing shards")
+    p.add_argument("--few-open", type=int, default=128,
+                   help="open shards of the second catalog path (fewer than the shards)")
     args = p.parse_args(argv)
     root = args.dir / "store"
     t = time.perf_counter()
@@ -165,9 +167,11 @@ def main(argv=None):
     rows = list(range(len(catalog)))
     rng = np.random.default_rng(0)
     hot = sorted(rng.choice(len(rows), args.hot, replace=False).tolist())
+    few = StoreCatalog.open(root, max_open_files=args.few_open)
     paths = {
-        "previous Hdf5Store": (old.read_bytes, videos),
-        "catalog (one pread)": (catalog.read_bytes, rows),
+        "previous Hdf5Store (32 open shards)": (old.read_bytes, videos),
+        f"catalog, {catalog.max_open_files} open shards (default)": (catalog.read_bytes, rows),
+        f"catalog, {args.few_open} open shards": (few.read_bytes, rows),
     }
     rates = {(name, scope): [] for name in paths for scope in ("all", "hot")}
     for r in range(args.rounds):
@@ -181,7 +185,8 @@ def main(argv=None):
 
     load = os.getloadavg()
     print(f"\n{len(rows):,} videos in {args.shards:,} shards; catalog derived in {derive_s:.1f} s,"
-          f" opened again in {open_ms:.1f} ms; load average {load[0]:.2f} {load[1]:.2f}\n")
+          f" opened again in {open_ms:.1f} ms; default open shards {default_max_open_files()}; "
+          f"load average {load[0]:.2f} {load[1]:.2f}\n")
     print("| path | clips/s, all videos | clips/s, hot set | all / hot | worker growth, "
           "bytes per video |\n|---|---:|---:|---:|---:|")
     result = {"videos": len(rows), "shards": args.shards, "derive_s": derive_s,

@@ -19,6 +19,7 @@ import json
 import logging
 import math
 import os
+import resource
 import sys
 import uuid
 from contextlib import contextmanager
@@ -55,6 +56,17 @@ def catalog_dirs(root) -> list:
     root = Path(root).resolve()
     digest = hashlib.sha1(str(root).encode("utf-8", "surrogateescape")).hexdigest()[:16]
     return [root / CATALOG_DIR, cache_root() / "catalogs" / digest]
+
+
+def default_max_open_files() -> int:
+    """Shards a process keeps open by default: an eighth of its descriptor limit (DataLoader
+    workers need descriptors to pass batches), between 32 and 4,096. Reads from a shard
+    that is not open cost an open and a close more (measured: up to a third more time per
+    read, JPEG bytes only; docs/benchmarks.md)."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return 4096
+    return max(32, min(4096, soft // 8))
 
 
 def _signature(index_path: Path) -> dict:
@@ -147,7 +159,7 @@ class StoreCatalog(_PerProcessFiles):
     _ARRAYS = {"hdf5": ("keys", "n_frames", "fps", "shard", "data", "start", "offsets"),
                "jpg": ("keys", "n_frames", "fps")}
 
-    def __init__(self, root, directory, meta, max_open_files=128):
+    def __init__(self, root, directory, meta, max_open_files=None):
         self.root = Path(root)
         self.directory = Path(directory)
         self.kind = meta["kind"]
@@ -156,7 +168,7 @@ class StoreCatalog(_PerProcessFiles):
         self._shards = [(os.path.join(self.root, rel), size)
                         for rel, size in meta.get("shards", ())]
         self._map_arrays()
-        _PerProcessFiles.__init__(self, max_open_files)
+        _PerProcessFiles.__init__(self, max_open_files or default_max_open_files())
 
     def _map_arrays(self):
         tag = self._meta["tag"]
@@ -191,10 +203,11 @@ class StoreCatalog(_PerProcessFiles):
     # --- opening and deriving ---------------------------------------------------------------
 
     @classmethod
-    def open(cls, root, kind=None, rebuild=False, progress=None, max_open_files=128):
+    def open(cls, root, kind=None, rebuild=False, progress=None, max_open_files=None):
         """The catalog of the store at `root`, derived first when missing or older than the
         store's index. `kind` ('hdf5' / 'jpg'): the store format expected (ValueError if the
-        index says otherwise)."""
+        index says otherwise). `max_open_files`: shards each process keeps open (default:
+        `default_max_open_files`)."""
         root = Path(root)
         index = root / INDEX_NAME
         if not index.is_file():

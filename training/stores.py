@@ -300,7 +300,7 @@ class Hdf5Store(FrameStore):
 
     first_frame = 0
 
-    def __init__(self, root, max_open_files: int = 128):
+    def __init__(self, root, max_open_files=None):
         FrameStore.__init__(self, root)
         self.catalog = _catalog(root, "hdf5", max_open_files=max_open_files)
 
