@@ -10,15 +10,17 @@ clips). Then, in alternating rounds so that load from other jobs hits all alike,
   transformed in memory, in batches of the same size.
 
 The commands are timed whole (checkpoint loading and hashing, decoding, transforms, the
-forward pass, writing the file); the ratio forward/command is the share of the time spent in
-the model. Prints a table; the last line is one JSON object.
+forward pass, writing the file), in wall time and in CPU time (this process's threads and the
+ffmpeg processes); command/forward is the share of the time spent in the model. Prints a
+table; the last line is one JSON object.
 
-    python tools/bench_features.py                        # 2 videos x 128 frames, batch 8
+    python tools/bench_features.py                        # 2 videos x 64 frames, batch 8
     python tools/bench_features.py --videos 4 --frames 64 --rounds 3
 """
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import sys
@@ -71,30 +73,42 @@ def window_inputs(root: Path, clip, n_videos: int):
     return out
 
 
-def time_forward(model, windows, batch):
-    start = time.perf_counter()
+def measure(fn):
+    """(wall seconds, CPU seconds) of fn(): the CPU time of this process's threads and of the
+    child processes it waited for (ffmpeg), which a busy machine inflates much less than the
+    wall time."""
+    def cpu():
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return time.process_time() + children.ru_utime + children.ru_stime
+
+    wall, used = time.perf_counter(), cpu()
+    fn()
+    return time.perf_counter() - wall, cpu() - used
+
+
+def forward(model, windows, batch):
     with torch.no_grad():
         for i in range(0, len(windows), batch):
             model.forward_features(torch.stack(windows[i:i + batch]))
-    return time.perf_counter() - start
 
 
-def time_command(argv):
-    start = time.perf_counter()
+def command(argv):
     rc = features_main(argv)
-    seconds = time.perf_counter() - start
     if rc != 0:
         raise SystemExit(f"r3d-features exited with {rc}")
-    return seconds
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--videos", type=int, default=2)
-    p.add_argument("--frames", type=int, default=128, help="frames per video")
+    p.add_argument("--frames", type=int, default=64, help="frames per video")
     p.add_argument("--batch", type=int, default=8, help="windows per forward pass")
     p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads (default 1: on a shared machine, fewer threads "
+                        "waiting on each other)")
     a = p.parse_args()
+    torch.set_num_threads(a.threads)
     root = Path(tempfile.mkdtemp(prefix="bench-features-"))
     try:
         model, clip = make_inputs(root, a.videos, a.frames)
@@ -105,23 +119,28 @@ def main():
             "--out", str(root / "raw.h5")]
         stored = ["--video-path", str(root / "store"), "--annotation-path",
                   str(root / "ann.json"), "--out", str(root / "store.h5")] + common
-        times = {"forward": [], "raw": [], "store": []}
-        time_forward(model, windows[:a.batch], a.batch)  # warm-up
+        runs = {"forward": lambda: forward(model, windows, a.batch),
+                "store": lambda: command(stored), "raw": lambda: command(raw)}
+        times = {k: [] for k in runs}
+        forward(model, windows[:a.batch], a.batch)  # warm-up
         for _ in range(a.rounds):
-            times["forward"].append(time_forward(model, windows, a.batch))
-            times["raw"].append(time_command(raw))
-            times["store"].append(time_command(stored))
+            for k, run in runs.items():
+                times[k].append(measure(run))
     finally:
         shutil.rmtree(root, ignore_errors=True)
     n = len(windows)
-    rates = {k: n / statistics.median(v) for k, v in times.items()}
+    wall = {k: n / statistics.median(t[0] for t in v) for k, v in times.items()}
+    cpu = {k: n / statistics.median(t[1] for t in v) for k, v in times.items()}
     print(f"{a.videos} videos x {a.frames} frames, {n} windows of 16x112x112, ResNet-18, "
-          f"batch {a.batch}, {torch.get_num_threads()} threads, load average "
+          f"batch {a.batch}, {torch.get_num_threads()} torch threads, load average "
           f"{os.getloadavg()[0]:.1f}")
-    print(f"{'path':<10}{'windows/s':>12}{'vs forward':>12}")
-    for k in ("forward", "store", "raw"):
-        print(f"{k:<10}{rates[k]:>12.2f}{rates[k] / rates['forward']:>12.2f}")
-    print(json.dumps({"windows": n, "windows_per_s": rates,
+    print(f"{'path':<10}{'windows/s':>11}{'vs forward':>12}{'windows/CPU s':>15}"
+          f"{'vs forward':>12}")
+    for k in runs:
+        print(f"{k:<10}{wall[k]:>11.2f}{wall[k] / wall['forward']:>12.2f}{cpu[k]:>15.2f}"
+              f"{cpu[k] / cpu['forward']:>12.2f}")
+    print(json.dumps({"windows": n, "windows_per_s": wall, "windows_per_cpu_s": cpu,
+                      "torch_threads": torch.get_num_threads(),
                       "load_average": os.getloadavg()[0]}))
 
 
