@@ -5,6 +5,7 @@ once `..` and symlinks are resolved, and its video id checked to be a safe, unre
 under DST that does not nest with another video's id."""
 import fnmatch
 import os
+import re
 from pathlib import Path, PurePosixPath
 
 from storeformat import FAILURES_NAME, INDEX_NAME, LOCK_NAME, SETTINGS_NAME
@@ -12,6 +13,7 @@ from storeformat import FAILURES_NAME, INDEX_NAME, LOCK_NAME, SETTINGS_NAME
 #: First components of a store's own files; a video id may not start with one of them.
 RESERVED_PATTERNS = (INDEX_NAME, SETTINGS_NAME, FAILURES_NAME, INDEX_NAME + ".*",
                      SETTINGS_NAME + ".*", FAILURES_NAME + ".*", LOCK_NAME, "shard-*.h5", ".*")
+_RESERVED = re.compile("|".join(fnmatch.translate(p) for p in RESERVED_PATTERNS))
 
 
 def is_inside(path, root) -> bool:
@@ -39,12 +41,12 @@ def normalise_source(entry: str, src: Path):
 
 def id_problem(video_id: str):
     """Why `video_id` cannot name a video in a store, or None when it can."""
-    parts = PurePosixPath(video_id).parts
-    if not parts or PurePosixPath(video_id).is_absolute():
+    parts = video_id.split("/")
+    if not video_id or video_id.startswith("/"):
         return "not a relative path"
     if any(p in ("", ".", "..") for p in parts) or "\x00" in video_id:
         return "has an empty, '.' or '..' component"
-    if any(fnmatch.fnmatchcase(parts[0], pat) for pat in RESERVED_PATTERNS):
+    if _RESERVED.match(parts[0]):
         return (f"'{parts[0]}' is reserved for the store's own files (index, settings, "
                 f"failures, lock, shards, hidden names)")
     return None
