@@ -6,7 +6,10 @@ input is kept apart and qualified with its source (``kinetics700:clapping``,
 ``mit:clapping``), unless `unify` asks for same-named classes to become one. Video ids found in
 more than one input are qualified the same way (``mit:<id>``, the old id kept as
 ``original_id``); nothing is overwritten. Subsets, frame stores (``roots``) and sources are
-carried over; ``label_sources`` says where every class came from.
+carried over; ``label_sources`` says where every class came from. An entry found by the
+reference's layout rule (no ``store_id``, as in reference-made files) whose class or id the
+merge renames gets the ``store_id`` that rule gave it (``<label>/<id>``, ``test/<id>`` when
+unlabelled), so its video is still found.
 """
 import logging
 from collections import Counter
@@ -189,6 +192,8 @@ def _merge_videos(docs, label_maps, multi):
                     new_entry = dict(entry)
                 new = f"{new_entry.get('source') or first_source}:{vid}"
                 new_entry.setdefault("original_id", vid)
+            if new_entry is not entry or new != vid:
+                new_entry = _with_layout_store_id(new_entry, entry, vid)
             if new in database:
                 raise AnnotationError(f"{d.path}: video id {vid!r} collides with another "
                                       f"input's even after qualifying it as {new!r}")
@@ -197,6 +202,25 @@ def _merge_videos(docs, label_maps, multi):
         log.warning("%d videos have ids found in several inputs; they are renamed "
                     "'<source>:<id>' (the old id is kept as original_id)", n_renamed)
     return database
+
+
+def _with_layout_store_id(new_entry, entry, vid):
+    """`new_entry` with the store id the reference's layout gave `entry` (id `vid`) when it
+    has no store id of its own and merging renamed its class or id."""
+    path = entry.get("video_path")
+    if "store_id" in entry or (isinstance(path, str) and not path.startswith("/")):
+        return new_entry
+    ann = entry.get("annotations")
+    if not isinstance(ann, dict) or "labels" in ann:
+        return new_entry
+    label = ann.get("label")
+    renamed = ann is not new_entry.get("annotations") and new_entry["annotations"].get(
+        "label") != label
+    if not renamed and "original_id" not in new_entry:
+        return new_entry
+    out = new_entry if new_entry is not entry else dict(entry)
+    out["store_id"] = f"{label}/{vid}" if label is not None else f"test/{vid}"
+    return out
 
 
 def _edited(entry, d, lmap, multi):

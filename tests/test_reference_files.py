@@ -118,3 +118,30 @@ def test_kinetics_file_writes_absolute_paths_where_the_default_is_wrong(tmp_path
     test, lost = reference_lookup(doc, store, "testing")
     assert len(test) == 1 and not lost
     _r3d_finds_every_video(doc, store)
+
+
+def test_merged_reference_made_file_still_finds_its_videos(ucf_store):
+    """Merging qualifies shared class names and ids; the reference-made file's videos, found
+    by the layout rule <label>/<id>, keep their place through store_id."""
+    from annotations.merge import merge_annotations
+    from annotations.schema import new_document
+    reference = {"labels": ["ApplyEyeMakeup", "Archery", "HandstandPushups"], "database": {
+        "v_ApplyEyeMakeup_g08_c01": {"subset": "training",
+                                     "annotations": {"label": "ApplyEyeMakeup",
+                                                     "segment": [1, 10]}},
+        "v_Archery_g01_c01": {"subset": "validation",
+                              "annotations": {"label": "Archery", "segment": [1, 11]}}}}
+    other = new_document(["ApplyEyeMakeup"], {"v_Archery_g01_c01": {
+        "subset": "training", "annotations": {"label": "ApplyEyeMakeup"}, "root": "o",
+        "source": "o", "store_id": "x/v_Archery_g01_c01"}},
+        sources={"o": {"dataset": "o", "files": []}},
+        roots={"o": {"path": None, "format": None, "frame_base": 1}})
+    doc = merge_annotations([("ucf_ref.json", reference), ("o.json", other)])
+    store = open_store(ucf_store)
+    mine = {k: e for k, e in doc["database"].items() if e["source"] == "ucf_ref"}
+    assert sorted(mine) == ["ucf_ref:v_Archery_g01_c01", "v_ApplyEyeMakeup_g08_c01"]
+    assert mine["v_ApplyEyeMakeup_g08_c01"]["annotations"]["label"] == "ucf_ref:ApplyEyeMakeup"
+    for vid, entry in mine.items():
+        label = entry["annotations"]["label"]
+        keys = candidate_keys(vid, entry, [label])
+        assert any(k in store for k in keys), (vid, keys)
