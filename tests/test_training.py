@@ -197,6 +197,31 @@ def test_inference_from_a_fine_tuned_run_and_no_nan_results(data, tmp_path):
     assert not (tmp_path / "nan" / "validation.json").exists()
 
 
+def test_reference_checkpoints_resume_and_class_order_is_checked(data, tmp_path, capsys):
+    """A reference fine-tuning checkpoint (one optimiser group per tensor) resumes; a
+    checkpoint whose recorded classes are in another order is refused, or remapped on
+    request."""
+    out = tmp_path / "run"
+    assert _train(data, out, "--n-epochs", 1) == 0
+    ckpt = torch.load(out / "last.pth", weights_only=True)
+    groups = ckpt["optimizer"]["param_groups"]
+    ckpt["optimizer"]["param_groups"] = [dict(groups[0], params=[p]) for p in groups[0]["params"]]
+    for name in ("class_names", "model_spec", "clip", "best", "manual_seed"):
+        ckpt.pop(name)
+    torch.save(ckpt, tmp_path / "reference.pth")
+    assert _train(data, tmp_path / "resumed", "--n-epochs", 2,
+                  "--resume-path", tmp_path / "reference.pth") == 0
+    assert [r["epoch"] for r in _rows(tmp_path / "resumed" / "train.csv")] == ["2"]
+    mine = torch.load(out / "last.pth", weights_only=True)
+    mine["class_names"] = mine["class_names"][::-1]
+    torch.save(mine, tmp_path / "reordered.pth")
+    infer = ["--no-train", "--no-val", "--inference", "--resume-path", tmp_path / "reordered.pth"]
+    capsys.readouterr()
+    assert _train(data, tmp_path / "inf", *infer) == 2
+    assert "--remap-labels" in capsys.readouterr().err
+    assert _train(data, tmp_path / "inf", *infer, "--remap-labels") == 0
+
+
 def test_torchrun_gloo_two_processes_one_set_of_logs(data, tmp_path):
     root, ann = data
     out = tmp_path / "ddp"

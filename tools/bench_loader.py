@@ -250,6 +250,25 @@ def loader_clips_per_s(dataset, workers, batches, batch_size=16):
     return n / (time.perf_counter() - start)
 
 
+def scaling_clips_per_s(dataset, workers, batches, batch_size=16):
+    """Wall-clock clips/s through a DataLoader as r3d-train runs it: float clips normalised in
+    the worker, or uint8 clips normalised here after collation (dataset.output)."""
+    normalizer = dataset.transform.normalizer() if dataset.output == "uint8" else None
+    loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers,
+                        sampler=RandomSampler(dataset, replacement=True,
+                                              num_samples=(batches + 2) * batch_size),
+                        persistent_workers=False, prefetch_factor=4 if workers else None)
+    it = iter(loader)
+    next(it)
+    start = time.perf_counter()
+    n = 0
+    for clips, _ in it:
+        if normalizer is not None:
+            clips = normalizer.batch(clips)
+        n += len(clips)
+    return n / (time.perf_counter() - start)
+
+
 def private_rss_mb(pid):
     """Resident private memory (RssAnon) of a process, in MB: what a leak would grow. (VmRSS
     also counts the shared-memory batches a worker hands to the main process.)"""
@@ -393,6 +412,25 @@ def main(argv=None):
                 print(f"  {name:<26}{rate:9.1f} clips/s{rate / loaded['baseline']:8.2f}x baseline")
             result["workers"] = args.workers
             result.update({f"{k}_workers_clips_s": round(v, 1) for k, v in loaded.items()})
+
+        if args.workers:
+            print(f"\nDataLoader scaling, HDF5 store: 0 workers (in process) vs {args.workers}, "
+                  f"float32 clips from the workers vs uint8 normalised after collation "
+                  f"(median of {args.loader_rounds} interleaved rounds):")
+            kinds = {"float": TrainingClips(doc, h5),
+                     "uint8": TrainingClips(doc, h5, output="uint8")}
+            rates = {(k, w): [] for k in kinds for w in (0, args.workers)}
+            for _ in range(args.loader_rounds):
+                for k, w in rates:
+                    rates[k, w].append(scaling_clips_per_s(kinds[k], w, args.loader_batches))
+            for k in kinds:
+                one = statistics.median(rates[k, 0])
+                many = statistics.median(rates[k, args.workers])
+                print(f"  {k:<6} 0 workers {one:8.1f} clips/s   {args.workers} workers "
+                      f"{many:8.1f} clips/s   {many / one:5.2f}x")
+                result[f"scaling_{k}_0_clips_s"] = round(one, 1)
+                result[f"scaling_{k}_{args.workers}_clips_s"] = round(many, 1)
+                result[f"scaling_{k}_ratio"] = round(many / one, 2)
 
         if args.memory_clips and args.workers:
             print(f"\nworker memory over {args.memory_clips} clips (private RSS of the largest "

@@ -45,7 +45,7 @@ def build_transforms(args):
     norm = dict(norm=args.mean_dataset, value_scale=args.value_scale,
                 mean_norm=not args.no_mean_norm, std_norm=not args.no_std_norm)
     train = train_transform(args.sample_size, crop=args.train_crop, hflip=not args.no_hflip,
-                            color_jitter=(0.4, 0.4, 0.4, 0.1) if args.colorjitter else None,
+                            color_jitter=args.colorjitter_strengths,
                             min_scale=args.train_crop_min_scale,
                             min_ratio=args.train_crop_min_ratio, **norm)
     val = eval_transform(args.sample_size, crop="center", **norm)
@@ -92,13 +92,14 @@ def build_data(args, transforms) -> RunData:
     if not args.no_train:
         sampler_cls = TemporalRandomCrop if args.train_t_crop == "random" else TemporalCenterCrop
         data.train = TrainingClips(doc, stores, subset("training"), train_tf,
-                                   sampler_cls(args.sample_duration, args.sample_t_stride),
-                                   **common)
+                                   sampler_cls(args.sample_duration, args.sample_t_stride,
+                                               rule=args.temporal_rule), **common)
     if not args.no_val:
         val = subset("validation")
         data.val = ValidationClips(doc, stores, val, val_tf,
                                    TemporalEvenCrop(args.sample_duration, args.n_val_samples,
-                                                    args.sample_t_stride), **common)
+                                                    args.sample_t_stride,
+                                                    rule=args.temporal_rule), **common)
         data.val_videos = InferenceWindows(doc, stores, val, val_tf, _windows(args), **common)
     if args.inference:
         data.infer_subset = subset(args.inference_subset)

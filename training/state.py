@@ -16,6 +16,8 @@ from typing import Any, Optional
 import torch
 
 from .models import load_weights, read_checkpoint, save_checkpoint
+from .models.checkpoint import (CheckpointError, check_scheduler, class_names_mismatch,
+                                load_optimizer_state, remap_head)
 
 log = logging.getLogger(__name__)
 
@@ -75,26 +77,34 @@ class TrainState:
             self._write(result_path / f"save_{self.epoch}.pth")
 
     def resume(self, path, *, weights_only: bool = True, training: bool = True,
-               milestones=None) -> None:
+               milestones=None, lr_scheduler=None, labels=None, remap=False) -> None:
         """Continue from a training checkpoint: the weights always; with `training`, the
         optimiser, scheduler, scaler, best result and epoch too (evaluation-only runs need
         none of them, and a fine-tuned run's parameter groups need not match). `milestones`
-        replaces a MultiStepLR's saved milestones (--overwrite-milestones)."""
+        replaces a MultiStepLR's saved milestones (--overwrite-milestones); `lr_scheduler`
+        ('plateau' or 'multistep') must be the saved scheduler's kind. Class names the
+        checkpoint records must be the annotation's `labels` in order, unless `remap`, which
+        reorders its output layer by name."""
         ckpt = read_checkpoint(path, weights_only=weights_only)
         if ckpt.epoch is None:
             raise ValueError(f"{path}: not a training checkpoint (it has no 'epoch'); to "
                              f"start from weights use --pretrain-path")
+        recorded = ckpt.extra.get("class_names")
+        problem = class_names_mismatch(recorded, labels, str(path)) if labels else None
+        if problem and not remap:
+            raise CheckpointError(problem)
+        if problem:
+            ckpt.state_dict = remap_head(ckpt.state_dict, recorded, labels, str(path))
+            log.warning("%s: output layer reordered to the annotation's classes", path)
         load_weights(self.model, ckpt)
         self.epoch = int(ckpt.epoch)
         if not training:
             return
         if ckpt.optimizer is not None and self.optimizer is not None:
-            try:
-                self.optimizer.load_state_dict(ckpt.optimizer)
-            except ValueError as e:
-                raise ValueError(f"{path}: its optimiser state does not fit this run's "
-                                 f"({e})") from None
+            load_optimizer_state(self.optimizer, ckpt.optimizer, str(path))
         if ckpt.scheduler is not None and self.scheduler is not None:
+            if lr_scheduler is not None:
+                check_scheduler(lr_scheduler, ckpt.scheduler, str(path))
             self.scheduler.load_state_dict(ckpt.scheduler)
             if milestones is not None and hasattr(self.scheduler, "milestones"):
                 self.scheduler.milestones = Counter(milestones)

@@ -83,7 +83,8 @@ def _run(args, ctx) -> dict:
     if resume is not None:
         state.resume(resume, weights_only=args.weights_only == "yes", training=training,
                      milestones=args.multistep_milestones if args.overwrite_milestones
-                     else None)
+                     else None, lr_scheduler=args.lr_scheduler, labels=data.class_names,
+                     remap=args.remap_labels)
         if ctx.is_main:
             print(f"r3d-train: resuming from {resume} (epoch {state.epoch} done)")
 
