@@ -385,3 +385,22 @@ def test_features_killed_process_resumes(setup, tmp_path):
         np.testing.assert_allclose(after[f"l{i}"]["features"], after[f"l{i + 4}"]["features"],
                                    atol=1e-5)
         np.testing.assert_array_equal(after[f"l{i}"]["frames"], after[f"l{i + 4}"]["frames"])
+
+
+
+@pytest.mark.parametrize("package, forbidden", [
+    ("training", ("preprocess", "annotations", "videoapps")),
+    ("preprocess", ("training", "annotations", "videoapps"))])
+def test_one_way_flow(package, forbidden):
+    """Importing every module of training loads neither preprocess (no ffmpeg at training
+    time) nor annotations nor videoapps; preprocess loads none of the packages after it."""
+    script = (f"import importlib, pkgutil, sys, {package}\n"
+              f"for m in pkgutil.walk_packages({package}.__path__, '{package}.'):\n"
+              f"    if not m.name.endswith('__main__'):\n"
+              f"        importlib.import_module(m.name)\n"
+              f"print(sorted({{n.split('.')[0] for n in sys.modules}}))\n")
+    loaded = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            check=True).stdout
+    assert f"'{package}'" in loaded
+    for other in forbidden:
+        assert f"'{other}'" not in loaded
