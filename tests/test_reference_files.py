@@ -118,6 +118,11 @@ def test_kinetics_file_writes_absolute_paths_where_the_default_is_wrong(tmp_path
     test, lost = reference_lookup(doc, store, "testing")
     assert len(test) == 1 and not lost
     _r3d_finds_every_video(doc, store)
+    # A reference-made file has neither store_id nor video_path: r3d still finds the unlabelled
+    # test video where the reference's scripts put it, <root>/test/<id>.
+    opened = open_store(store)
+    keys = candidate_keys("BBBBBBBBBBB_000000_000010", {"annotations": {}}, [])
+    assert [k for k in keys if k in opened] == ["test/BBBBBBBBBBB_000000_000010"]
 
 
 def test_merged_reference_made_file_still_finds_its_videos(ucf_store):

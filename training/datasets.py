@@ -181,7 +181,8 @@ def candidate_keys(video_id, entry, label_names=()) -> list:
     """Store keys an entry's video may have, most specific first: the r3d shard group
     (``key`` = videos/<id>), ``store_id`` (r3d-annotate's), ``video_path`` (with a per-video
     file's suffix dropped), then the reference's rule: <label>/<id> for labelled videos (each
-    label of a multi-label one), <id>, and v_<id> (ActivityNet)."""
+    label of a multi-label one), test/<id> for unlabelled ones, <id>, and v_<id>
+    (ActivityNet)."""
     keys = []
     group = entry.get("key")
     if isinstance(group, str) and group.startswith(SHARD_GROUP_PREFIX):
@@ -195,6 +196,8 @@ def candidate_keys(video_id, entry, label_names=()) -> list:
             if path.endswith(suffix):
                 keys.append(path[:-len(suffix)])
     keys += [f"{name}/{video_id}" for name in label_names]
+    if not label_names:
+        keys.append(f"test/{video_id}")
     keys += [video_id, f"v_{video_id}"]
     return list(dict.fromkeys(keys))
 
