@@ -101,28 +101,29 @@ def _keep_instances(doc, fraction, seed, subsets):
         raise AnnotationError(f"unknown subset(s) {sorted(unknown)}")
     by_class = OrderedDict((name, []) for name in doc["labels"])
     pool = []
+    later = {}  # class -> the videos tagged with it after their first tag (multi-label)
     for vid, entry in doc["database"].items():
         if entry["subset"] in subsets:
             tags = _tags(entry["annotations"])
             if tags:
                 pool.append(vid)
                 by_class[tags[0]].append(vid)
+                for t in tags[1:]:
+                    later.setdefault(t, []).append(vid)
     keep = set()
     for members in by_class.values():
         if members:
             members.sort(key=lambda v: _rank(seed, v))
             keep.update(members[:max(1, round(fraction * len(members)))])
-    # Multi-label: a class seen only as a later tag keeps one video too.
-    present = {}
-    for vid in pool:
-        for t in _tags(doc["database"][vid]["annotations"]):
-            present.setdefault(t, []).append(vid)
-    covered = {t for vid in keep for t in _tags(doc["database"][vid]["annotations"])}
-    for t, vids in present.items():
-        if t not in covered:
-            best = min(vids, key=lambda v: _rank(seed, v))
-            keep.add(best)
-            covered.update(_tags(doc["database"][best]["annotations"]))
+    # Multi-label: a class seen only as a later tag keeps one video too (a class seen first
+    # somewhere is covered by the videos kept above).
+    if later:
+        covered = {t for vid in keep for t in _tags(doc["database"][vid]["annotations"])}
+        for t, vids in later.items():
+            if t not in covered:
+                best = min(vids, key=lambda v: _rank(seed, v))
+                keep.add(best)
+                covered.update(_tags(doc["database"][best]["annotations"]))
     pool_set = set(pool)
     doc["database"] = {vid: e for vid, e in doc["database"].items()
                        if vid not in pool_set or vid in keep}

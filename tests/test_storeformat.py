@@ -41,6 +41,14 @@ def test_index_malformed_middle_line_names_the_line(tmp_path):
         read_index(path)
 
 
+def test_index_record_split_over_two_lines_is_refused(tmp_path):
+    """Read at once, the two halves would make one valid record: the lines must not."""
+    path = tmp_path / "index.jsonl"
+    path.write_text('{"id": "a", "status": "done", "k": [1\n2]}\n{"id": "b", "status": "done"}\n')
+    with pytest.raises(ValueError, match=r"index.jsonl:1: malformed"):
+        read_index(path)
+
+
 def test_hdf5_frames_read_back_in_any_order(tmp_path):
     frames = [bytes([i]) * (i + 1) for i in range(6)]
     meta = dict(source="s.mp4", n_frames=6, fps=25.0, width=4, height=2, duration=0.24)
