@@ -152,6 +152,10 @@ class FeatureOutput:
     def merge(self) -> int:
         """Fold the parts into the output; returns how many videos it holds."""
         records = self._part_records()
+        final = self.path if self.fmt == "h5" else self.path / MANIFEST_NAME
+        if not records and final.exists():  # nothing new: keep the output as it is
+            shutil.rmtree(self.parts, ignore_errors=True)
+            return len(self.done_ids())
         n = self._merge_h5(records) if self.fmt == "h5" else self._merge_npy(records)
         shutil.rmtree(self.parts, ignore_errors=True)
         return n
