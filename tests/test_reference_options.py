@@ -105,7 +105,7 @@ def test_reference_defaults(tmp_path):
     assert (ref.learning_rate, ref.weight_decay) == (0.1, 1e-3)
     assert ref.colorjitter_strengths == (0.0, 0.0, 0.0, 0.0)
     assert ref.temporal_rule == "reference" and ref.inference_stride == 16
-    assert ref.n_classes == 400 and ref.output_topk == 5
+    assert ref.n_classes is None and ref.output_topk == 5  # the annotation's label count
     assert ref.no_tensorboard and ref.no_resume
     for key in REFERENCE_DEFAULTS:
         assert getattr(ref, key) == REFERENCE_DEFAULTS[key], key

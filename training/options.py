@@ -20,10 +20,11 @@ FINE_TUNE_BEGIN_DEFAULT = "layer4"
 COLORJITTER = (0.4, 0.4, 0.4, 0.1)
 #: The reference's defaults where r3d's differ, applied by --reference-defaults to the options
 #: not given. Its ColorJitter is built without arguments, so --colorjitter changes nothing; its
-#: ft_begin_module '' fine-tunes every layer; it does not resume on its own.
+#: ft_begin_module '' fine-tunes every layer; it does not resume on its own. (Its n_classes
+#: default, 400, is left out: r3d refuses a head that does not match the annotation's labels.)
 REFERENCE_DEFAULTS = {
     "train_crop": "random", "lr_scheduler": "multistep", "ft_begin_module": "",
-    "learning_rate": 0.1, "weight_decay": 1e-3, "inference_stride": 16, "n_classes": 400,
+    "learning_rate": 0.1, "weight_decay": 1e-3, "inference_stride": 16,
     "colorjitter_strengths": (0.0, 0.0, 0.0, 0.0), "temporal_rule": "reference",
 }
 #: Largest --sample-size accepted (the papers use 112 to 224).
@@ -207,7 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the reference implementation's defaults for every option not given: "
                         "random train crop, multistep scheduler, lr 0.1 and weight decay 1e-3 "
                         "also when fine-tuning, every layer fine-tuned, inference stride 16, "
-                        "400 classes, colour jitter strengths 0, its validation clip positions, "
+                        "colour jitter strengths 0, its validation clip positions, "
                         "no TensorBoard, no automatic resume (docs/migrating.md)")
 
     g = p.add_argument_group("inference")
@@ -305,7 +306,7 @@ def resolve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> argpar
     _check_device(args.device, parser)
     defaults = dict(REFERENCE_DEFAULTS) if args.reference_defaults else {
         "train_crop": "corner", "lr_scheduler": "plateau", "temporal_rule": "r3d",
-        "colorjitter_strengths": COLORJITTER, "n_classes": None, "inference_stride": None,
+        "colorjitter_strengths": COLORJITTER, "inference_stride": None,
         **(FINE_TUNE if args.pretrain_path is not None else SCRATCH)}
     for key, value in defaults.items():
         if getattr(args, key, None) is None:
