@@ -27,6 +27,7 @@ from storeformat import (FAILURES_NAME, INDEX_NAME, SETTINGS_NAME, IndexWriter, 
 
 from .discover import VIDEO_EXTENSIONS, assign_ids, find_videos, normalise_extensions, read_list
 from .extract import FrameSettings
+from .failures import environment_cause
 from .lock import store_lock
 from .paths import id_problem, is_inside, nesting_conflicts
 from .writers import STOPPED, convert_to_jpeg_dir, convert_to_shard
@@ -239,10 +240,16 @@ def _convert_locked(src, dst, fmt, settings, jobs, list_file, extensions, overwr
     start = time.perf_counter()
     summary.failed.extend(problems)
     stop = None
-    with IndexWriter(index_path) as writer:
-        if pending:
-            stop = _run(pending, fmt, src, dst, tmp_root, settings, jobs, videos_per_shard,
-                        backend, scheduler, progress, writer, index, summary)
+    try:
+        with IndexWriter(index_path) as writer:
+            if pending:
+                stop = _run(pending, fmt, src, dst, tmp_root, settings, jobs, videos_per_shard,
+                            backend, scheduler, progress, writer, index, summary)
+    except OSError as e:
+        cause = environment_cause(e)
+        if cause is None:
+            raise
+        stop = {"source": str(index_path), "reason": f"cannot write the index: {cause}"}
     summary.seconds = time.perf_counter() - start
     summary.failed.sort()
     if fmt == "hdf5":
@@ -253,10 +260,9 @@ def _convert_locked(src, dst, fmt, settings, jobs, list_file, extensions, overwr
             _write_failures(dst, index, problems)
         except OSError as e:
             log.error("%s: not rewritten: %s", dst / FAILURES_NAME, e)
-        raise RunStopped(f"stopped early: {stop['source']}: {stop['reason']}. This is not the "
-                         f"video's fault and is not recorded against it: fix the cause and run "
-                         f"the same command again to convert the rest ({summary.converted} "
-                         f"converted in this run)")
+        raise RunStopped(f"stopped early: {stop['source']}: {stop['reason']}. Nothing is "
+                         f"recorded against the videos: fix the cause and run the same command "
+                         f"again to convert the rest ({summary.converted} converted in this run)")
     if fmt == "hdf5":
         _tidy_shards(dst, index, tmp_root)
     shutil.rmtree(tmp_root, ignore_errors=True)
