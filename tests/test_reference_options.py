@@ -157,3 +157,10 @@ def test_cuda_device_without_cuda_is_refused(tmp_path, capsys, monkeypatch):
             parse(BASE + ["--result-path", str(tmp_path), "--device", device])
         assert exit_.value.code == 2 and "CUDA is not available" in capsys.readouterr().err
     assert parse(BASE + ["--result-path", str(tmp_path), "--device", "cpu"]).device == "cpu"
+
+
+def test_output_topk_none_keeps_every_class():
+    from training.engine import top_results
+    names = ["a", "b", "c"]
+    assert [r["label"] for r in top_results([0.2, 0.5, 0.3], names, None)] == ["b", "c", "a"]
+    assert [r["label"] for r in top_results([0.2, 0.5, 0.3], names, 2)] == ["b", "c"]

@@ -199,8 +199,9 @@ def score_windows(model, loader, n_videos, n_classes, ctx, *, amp=None, inputs=N
 
 
 def top_results(scores, class_names, k):
-    """[{'label', 'score'}, ...] of the k best classes, best first (the reference's format)."""
-    values, idx = torch.topk(torch.as_tensor(scores, dtype=torch.float64),
-                             min(k, len(class_names)))
+    """[{'label', 'score'}, ...] of the k best classes (every class when k is None, as the
+    reference's --output_topk <= 0), best first (the reference's format)."""
+    n = len(class_names) if k is None else min(k, len(class_names))
+    values, idx = torch.topk(torch.as_tensor(scores, dtype=torch.float64), n)
     return [{"label": class_names[i], "score": float(v)} for v, i in zip(values.tolist(),
                                                                         idx.tolist())]
