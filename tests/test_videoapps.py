@@ -263,6 +263,13 @@ def test_features_layer_window_stride_and_store_input(setup, tmp_path):
     want = _direct_features(root, model, "c", 2, layer="layer3", stride=3)
     assert want.shape == (3, 256)
     np.testing.assert_allclose(got["features"], want, atol=1e-5, rtol=1e-5)
+    assert _features(root, tmp_path / "p.h5", "--layer", "avgpool",
+                     videos=_videos(root, ["c.avi"])) == 0
+    np.testing.assert_allclose(_h5_contents(tmp_path / "p.h5")["c"]["features"],
+                               _direct_features(root, model, "c", 4), atol=1e-5, rtol=1e-5)
+    assert _features(root, tmp_path / "x.h5", "--layer", "layer9",
+                     videos=_videos(root, ["c.avi"])) == 2
+    assert not list(tmp_path.glob("x.h5*"))  # refused before anything is written
     # the store and its annotation give the features the raw videos give
     assert features_main(["--video-path", str(root / "store"), "--annotation-path",
                           str(root / "ann.json"), "--checkpoint", str(root / "ck.pth"),

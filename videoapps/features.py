@@ -122,6 +122,8 @@ def extract(args) -> dict:
 
 
 def _extract(args, loaded, ctx):
+    fn = feature_function(loaded.model, args.layer)
+    transforms = inference_transforms(loaded.clip, args.crop)
     srcs = sources(args, root=args.root)
     for s in srcs:
         check_video_id(s.video_id)
@@ -139,8 +141,6 @@ def _extract(args, loaded, ctx):
     done = output.done_ids()
     mine = [s for i, s in enumerate(srcs)
             if i % ctx.world_size == ctx.rank and s.video_id not in done]
-    fn = feature_function(loaded.model, args.layer)
-    transforms = inference_transforms(loaded.clip, args.crop)
     stats = _run(mine, fn, transforms, loaded, output, args, ctx)
     parts = distributed.gather_objects(ctx, stats)
     total = output.merge() if ctx.is_main else None
