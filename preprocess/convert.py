@@ -309,7 +309,7 @@ def _run(pending, fmt, src, dst, tmp_root, settings, jobs, videos_per_shard, bac
             for records in results:
                 for rec in records if isinstance(records, list) else [records]:
                     if rec["status"] == STOPPED:
-                        log.error("%s: %s", rec["source"], rec["reason"])
+                        log.info("%s: %s: stopping", rec["source"], rec["reason"])
                         results.close()  # cancels the jobs not yet done
                         return rec
                     writer.append(rec)

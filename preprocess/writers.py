@@ -156,7 +156,7 @@ def convert_to_jpeg_dir(video_id, rel_source, src_root, dst_root, tmp_root, sett
     except Exception as e:  # one bad video must not stop the run: record it and go on
         cause = environment_cause(e)
         if cause:
-            return stopped(video_id, rel_source, f"{type(e).__name__}: {cause}")
+            return stopped(video_id, rel_source, f"writing to {dst_root}: {cause}")
         log.exception("%s: unexpected error", rel_source)
         return failure(video_id, rel_source, f"{type(e).__name__}: {e}")
     finally:
@@ -185,7 +185,7 @@ def convert_to_shard(items, shard_name, src_root, dst_root, tmp_root, settings):
                 except Exception as e:  # record it and go on with the shard's other videos
                     cause = environment_cause(e)
                     if cause:
-                        return [stopped(video_id, rel_source, f"{type(e).__name__}: {cause}")]
+                        return [stopped(video_id, rel_source, f"writing {shard_name}: {cause}")]
                     log.exception("%s: unexpected error", rel_source)
                     records.append(failure(video_id, rel_source, f"{type(e).__name__}: {e}"))
         if stored:
@@ -198,7 +198,7 @@ def convert_to_shard(items, shard_name, src_root, dst_root, tmp_root, settings):
         if cause is None:
             raise
         video_id, rel_source = items[0]
-        return [stopped(video_id, rel_source, f"{type(e).__name__} writing {shard_name}: {cause}")]
+        return [stopped(video_id, rel_source, f"writing {shard_name}: {cause}")]
     finally:
         if tmp_file.exists():
             tmp_file.unlink()
