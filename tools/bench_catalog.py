@@ -8,7 +8,7 @@ one tiny JPEG per frame, and its index.jsonl. The previous Hdf5Store is loaded f
 history of this checkout (OLD_STORES), unchanged. Every read fetches the JPEG bytes of a random
 run of 8 frames (no decoding: the read path alone), single process; clips/s are medians of
 interleaved rounds. Also reported: the catalog's one-time derivation, and the private memory
-(RssAnon) a forked reader adds after reading every video once, as a DataLoader worker would
+(Private_Dirty) a forked reader adds after reading every video once, as a DataLoader worker would
 over an epoch.
 
     python tools/bench_catalog.py /tmp/bench-catalog [--shards 2000] [--rounds 3]
@@ -109,23 +109,31 @@ def clips_per_second(read, plan):
     return len(plan) / (time.perf_counter() - t)
 
 
-def _rss_anon():
-    with open("/proc/self/status") as f:
+def _private_dirty():
+    """Memory only this process holds (pages it wrote or copied from its parent on write;
+    RssAnon would also count the pages it still shares with its parent)."""
+    with open("/proc/self/smaps_rollup") as f:
         for line in f:
-            if line.startswith("RssAnon:"):
+            if line.startswith("Private_Dirty:"):
                 return int(line.split()[1]) * 1024
     return 0
 
 
 def _growth_child(read, videos, queue):
-    before = _rss_anon()
-    for video in videos:
+    before = _private_dirty()
+    first = len(videos) // 10
+    for video in videos[:first]:
         read(video, range(CLIP))
-    queue.put(_rss_anon() - before)
+    middle = _private_dirty()
+    for video in videos[first:]:
+        read(video, range(CLIP))
+    end = _private_dirty()
+    queue.put((end - before, (end - middle) / (len(videos) - first)))
 
 
 def worker_growth(read, videos):
-    """Private memory a forked child adds reading every video once (bytes)."""
+    """Private memory a forked child adds reading every video once: (bytes in all, bytes per
+    video over the last 90% of them, once the process's first reads have set it up)."""
     ctx = multiprocessing.get_context("fork")
     queue = ctx.Queue()
     child = ctx.Process(target=_growth_child, args=(read, videos, queue))
@@ -141,9 +149,11 @@ def main(argv=None):
     p.add_argument("dir", type=Path, help="where the synthetic store goes (DIR/store)")
     p.add_argument("--shards", type=int, default=2000)
     p.add_argument("--videos-per-shard", type=int, default=10)
-    p.add_argument("--clips", type=int, default=5000, help="clips per path and round")
+    p.add_argument("--clips", type=int, default=20000, help="clips per catalog path and round")
+    p.add_argument("--old-clips", type=int, default=2000,
+                   help="clips per round of the previous Hdf5Store (slower)")
     p.add_argument("--hot", type=int, default=64, help="videos in the hot set")
-    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--rounds", type=int, default=7)
     p.add_argument("--jobs", type=int, default=2, help="processes writing shards")
     p.add_argument("--few-open", type=int, default=128,
                    help="open shards of the second catalog path (fewer than the shards)")
@@ -168,34 +178,39 @@ def main(argv=None):
     rng = np.random.default_rng(0)
     hot = sorted(rng.choice(len(rows), args.hot, replace=False).tolist())
     few = StoreCatalog.open(root, max_open_files=args.few_open)
-    paths = {
-        "previous Hdf5Store (32 open shards)": (old.read_bytes, videos),
-        f"catalog, {catalog.max_open_files} open shards (default)": (catalog.read_bytes, rows),
-        f"catalog, {args.few_open} open shards": (few.read_bytes, rows),
+    paths = {  # name: (read, its video ids, clips per round)
+        "previous Hdf5Store (32 open shards)": (old.read_bytes, videos, args.old_clips),
+        f"catalog, {catalog.max_open_files} open shards (default)":
+            (catalog.read_bytes, rows, args.clips),
+        f"catalog, {args.few_open} open shards": (few.read_bytes, rows, args.clips),
     }
     rates = {(name, scope): [] for name in paths for scope in ("all", "hot")}
-    for r in range(args.rounds):
+    for r in range(-1, args.rounds):  # round -1 warms up (page cache, open shards), untimed
         for scope in ("all", "hot"):
             pick = range(len(rows)) if scope == "all" else hot
-            for name, (read, ids) in paths.items():
-                plan = _plan([ids[i] for i in pick], [n_frames[i] for i in pick], args.clips,
-                             seed=r)
-                rates[name, scope].append(clips_per_second(read, plan))
-    growth = {name: worker_growth(read, ids) for name, (read, ids) in paths.items()}
+            for name, (read, ids, count) in paths.items():
+                plan = _plan([ids[i] for i in pick], [n_frames[i] for i in pick], count,
+                             seed=r + 1)
+                rate = clips_per_second(read, plan)
+                if r >= 0:
+                    rates[name, scope].append(rate)
+    growth = {name: worker_growth(read, ids) for name, (read, ids, _) in paths.items()}
 
     load = os.getloadavg()
     print(f"\n{len(rows):,} videos in {args.shards:,} shards; catalog derived in {derive_s:.1f} s,"
           f" opened again in {open_ms:.1f} ms; default open shards {default_max_open_files()}; "
           f"load average {load[0]:.2f} {load[1]:.2f}\n")
-    print("| path | clips/s, all videos | clips/s, hot set | all / hot | worker growth, "
-          "bytes per video |\n|---|---:|---:|---:|---:|")
+    print("| path | clips/s, all videos | clips/s, hot set | all / hot | reader's growth over "
+          "a pass, MB | after its first 10%, bytes per video |\n|---|---:|---:|---:|---:|---:|")
     result = {"videos": len(rows), "shards": args.shards, "derive_s": derive_s,
               "load": load[0], "paths": {}}
     for name in paths:
         a, h = (statistics.median(rates[name, s]) for s in ("all", "hot"))
-        per_video = growth[name] / len(rows)
-        print(f"| {name} | {a:,.0f} | {h:,.0f} | {a / h:.2f} | {per_video:,.0f} |")
-        result["paths"][name] = {"all": a, "hot": h, "growth_bytes_per_video": per_video}
+        total, per_video = growth[name]
+        print(f"| {name} | {a:,.0f} | {h:,.0f} | {a / h:.2f} | {total / 1e6:.1f} | "
+              f"{per_video:,.0f} |")
+        result["paths"][name] = {"all": a, "hot": h, "growth_bytes": total,
+                                 "growth_bytes_per_video": per_video}
     print(json.dumps(result))
     return 0
 
