@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader
 
 from storeformat import frame_name
 from training.datasets import (InferenceWindows, TrainingClips, ValidationClips,
-                               collate_multi_clips)
+                               collate_multi_clips, collate_windows)
 from training.region import region_decoder
 from training.sampling import SlidingWindow, TemporalCenterCrop, TemporalEvenCrop
 from training.stores import FrameReadError, Hdf5Store, open_store
@@ -334,6 +334,30 @@ def test_unreadable_frames_raise_or_are_skipped(tmp_path, stores, caplog):
         # the next video's real clip instead, never an empty or partial one
         assert torch.equal(clip, skipping[(i + 1) % len(skipping)][0])
         assert target == skipping.samples[(i + 1) % len(skipping)].label
+
+
+def test_skipped_evaluation_videos_are_left_out_not_replaced(tmp_path, stores, caplog):
+    """Under on_bad='skip', validation and inference leave an unreadable video out, so that no
+    other video is counted twice."""
+    jpg = copy_tree(stores["jpg"], tmp_path / "jpg")
+    for frame in (jpg / "walk/v_walk_1").glob("image_*.jpg"):
+        frame.write_bytes(b"\xff\xd8broken")
+    doc = reference_doc(subsets=["validation"] * 4)
+    val = ValidationClips(doc, jpg, transform=RAW, sampler=TemporalEvenCrop(8, 2),
+                          on_bad="skip")
+    bad = val.video_ids.index("v_walk_1")
+    with caplog.at_level(logging.WARNING):
+        assert val[bad] is None
+    clips, targets, videos = collate_multi_clips([val[i] for i in range(len(val))])
+    assert sorted(set(videos.tolist())) == sorted(set(range(4)) - {bad})
+    assert collate_multi_clips([val[bad]]) is None
+    windows = InferenceWindows(doc, jpg, transform=RAW, sampler=SlidingWindow(8),
+                               on_bad="skip")
+    items = [windows[i] for i in range(len(windows))]
+    assert [i for i, item in enumerate(items) if item is None] == \
+        [i for i in range(len(windows)) if windows._video[i] == bad]
+    _, seen, _ = collate_windows(items)
+    assert bad not in seen.tolist() and len(seen) == sum(item is not None for item in items)
 
 
 def test_annotation_file_built_by_r3d_annotate(tmp_path, stores):
