@@ -3,6 +3,7 @@ inference, evaluation, torchrun with gloo, and option errors."""
 import csv
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -220,6 +221,22 @@ def test_reference_checkpoints_resume_and_class_order_is_checked(data, tmp_path,
     assert _train(data, tmp_path / "inf", *infer) == 2
     assert "--remap-labels" in capsys.readouterr().err
     assert _train(data, tmp_path / "inf", *infer, "--remap-labels") == 0
+
+
+def test_a_bad_frame_in_a_worker_is_one_clear_line(data, tmp_path, capsys):
+    root, ann = data
+    frames = tmp_path / "frames"
+    shutil.copytree(root / "frames", frames)
+    victim = sorted(p for p in frames.glob("*/*") if p.is_dir())[0]
+    for jpg in victim.glob("image_*.jpg"):
+        jpg.write_bytes(b"\xff\xd8broken")
+    argv = ["--video-path", str(frames), "--annotation-path", str(ann), "--result-path",
+            str(tmp_path / "run"), *SMALL_MODEL, "--n-epochs", "1", "--n-threads", "1"]
+    capsys.readouterr()
+    assert train_main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("r3d-train: error:") and "\n" not in err, err
+    assert victim.name in err
 
 
 def test_torchrun_gloo_two_processes_one_set_of_logs(data, tmp_path):
