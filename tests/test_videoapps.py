@@ -20,6 +20,7 @@ from conftest import encode_video
 from preprocess import convert_dataset
 from training.checkpoint_info import (class_names_of, clip_settings, describe_run,
                                       inference_transforms, model_from_checkpoint)
+from training.cli import main as train_main
 from training.datasets import InferenceWindows
 from training.models import generate_model, read_checkpoint, save_checkpoint
 from training.options import build_parser
@@ -166,6 +167,27 @@ def test_predict_equals_sliding_window_inference(setup, capsys, crop):
     stored = json.loads(capsys.readouterr().out)["results"]
     for vid, top in stored.items():
         assert top[0]["score"] == pytest.approx(max(expected[vid]), abs=1e-6)
+
+
+def test_predict_equals_r3d_train_inference(setup, capsys, tmp_path):
+    """The same checkpoint through r3d-train --inference on the store, end to end."""
+    root, _ = setup
+    assert train_main(["--video-path", str(root / "store"), "--annotation-path",
+                       str(root / "ann.json"), "--result-path", str(tmp_path / "run"),
+                       "--resume-path", str(root / "ck.pth"), "--no-train", "--no-val",
+                       "--inference", "--output-topk", "3", "--n-threads", "0",
+                       "--no-progress"] + TRAIN_ARGS[6:]) == 0
+    expected = json.loads((tmp_path / "run" / "validation.json").read_text())["results"]
+    capsys.readouterr()
+    assert predict_main(_videos(root) + ["--checkpoint", str(root / "ck.pth"), "--json",
+                                         "-k", "3", "--height", str(HEIGHT),
+                                         "--no-progress"]) == 0
+    got = json.loads(capsys.readouterr().out)["results"]
+    assert len(expected) == len(got) == len(VIDEOS)
+    for path, top in got.items():
+        want = expected[Path(path).stem]
+        assert [r["label"] for r in top] == [r["label"] for r in want]
+        assert [r["score"] for r in top] == pytest.approx([r["score"] for r in want], abs=1e-6)
 
 
 def test_predict_per_window_and_class_names(setup, capsys, tmp_path):
