@@ -20,7 +20,7 @@ import numpy as np
 import simplejpeg
 
 from .ffmpeg_bin import ffmpeg_exe, passthrough_option, showinfo_options
-from .media import MEDIA_DEMUXERS, sniff_format
+from .media import MEDIA_DEMUXERS, probed_format, sniff_format
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +136,10 @@ class FrameReader:
                 raise ExtractionError(f"refused: the file is {what}; only self-contained media "
                                       f"files are read, never files naming other files or "
                                       f"URLs")
+            name = probed_format(self.source_path)
+            if name is not None and not set(name.split(",")) & set(MEDIA_DEMUXERS):
+                raise ExtractionError(f"refused: ffmpeg reads it as format '{name}', not one of "
+                                      f"the self-contained video formats r3d-preprocess reads")
             raise ExtractionError(self._reason("cannot decode"))
         self._parse_header(header)
         return self

@@ -2,8 +2,13 @@
 
 Demuxers such as hls, dash, concat, image2 or imf read further files or URLs named inside the
 file, which could lie anywhere; ffmpeg is only ever allowed the demuxers listed here. When it
-refuses a file, `sniff_format` names what the file is, for the failure's reason."""
+refuses a file, `sniff_format` and `probed_format` name what the file is, for the failure's
+reason."""
+import re
+import subprocess
 from pathlib import Path
+
+from .ffmpeg_bin import ffmpeg_exe
 
 #: ffmpeg demuxers that read nothing but the one file (container formats and raw streams).
 MEDIA_DEMUXERS = (
@@ -47,3 +52,21 @@ def sniff_format(path, head: int = 4096):
     if Path(path).suffix.lower() in _IMAGE_SUFFIXES:
         return "an image (image sequences are not read)"
     return None
+
+
+_PROBED = re.compile(rb"Format (\S+) probed with size=")
+
+
+def probed_format(path, head: int = 1 << 16):
+    """The demuxer ffmpeg picks for the first `head` bytes of `path`, fed through a pipe with
+    every other protocol refused (so nothing the file names can be opened), or None."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(head)
+    except OSError:
+        return None
+    out = subprocess.run([ffmpeg_exe(), "-hide_banner", "-loglevel", "debug",
+                          "-protocol_whitelist", "pipe", "-i", "pipe:0"],
+                         input=data, capture_output=True)
+    match = _PROBED.search(out.stderr)
+    return match.group(1).decode("ascii", "replace") if match else None

@@ -180,6 +180,17 @@ def test_playlists_concat_lists_and_image_sequences_are_refused(tmp_path):
     assert os.stat(secret).st_atime_ns == mtime - 10**9
 
 
+def test_other_formats_are_refused_naming_them(tmp_path):
+    src = tmp_path / "src"
+    encode_video(src / "image.mp4", frames=1, codec="png", pix_fmt="rgb24", f="image2", update=1)
+    import ffmpeg
+    (ffmpeg.input("sine=d=0.5", f="lavfi").output("file:" + str(src / "sound.avi"), f="wav")
+     .global_args("-nostdin", "-loglevel", "error").run(cmd=ffmpeg_exe()))
+    failed = dict(convert_dataset(src, tmp_path / "dst", progress=False).failed)
+    assert "refused: ffmpeg reads it as format 'png_pipe'" in failed["image.mp4"]
+    assert "refused: ffmpeg reads it as format 'wav'" in failed["sound.avi"]
+
+
 def test_ffmpeg_reads_local_files_only():
     from preprocess.extract import FrameSettings, ffmpeg_stream
     args = ffmpeg_stream("/x/a.mp4", FrameSettings()).get_args()
