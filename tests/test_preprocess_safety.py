@@ -523,3 +523,16 @@ def test_ffmpeg_messages_of_an_unreadable_source_are_environmental():
     assert ffmpeg_environment_cause(["Error opening input: Permission denied"])
     assert ffmpeg_environment_cause(["cannot decode: Invalid data found when processing "
                                      "input"]) is None
+
+
+def test_a_frame_folder_holding_folders_is_never_replaced(tmp_path):
+    """A store made before nesting ids were refused may hold cls/a and cls/a/b: converting
+    cls/a again must not delete cls/a/b."""
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    encode_video(src / "cls/a.mp4", frames=5)
+    assert convert_dataset(src, dst, progress=False).ok
+    (dst / "cls/a/b").mkdir()
+    (dst / "cls/a/b" / frame_name(1)).write_bytes(b"another video's frame")
+    summary = convert_dataset(src, dst, overwrite=True, progress=False)
+    assert "holds folders" in dict(summary.failed)["cls/a.mp4"]
+    assert (dst / "cls/a/b" / frame_name(1)).read_bytes() == b"another video's frame"
