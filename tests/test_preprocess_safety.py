@@ -536,3 +536,17 @@ def test_a_frame_folder_holding_folders_is_never_replaced(tmp_path):
     summary = convert_dataset(src, dst, overwrite=True, progress=False)
     assert "holds folders" in dict(summary.failed)["cls/a.mp4"]
     assert (dst / "cls/a/b" / frame_name(1)).read_bytes() == b"another video's frame"
+
+
+def test_a_symlink_inside_dst_never_leads_writes_out(tmp_path):
+    src, dst, outside = tmp_path / "src", tmp_path / "dst", tmp_path / "outside"
+    encode_video(src / "cls/a.mp4", frames=5)
+    encode_video(src / "other/b.mp4", frames=5)
+    outside.mkdir()
+    dst.mkdir()
+    os.symlink(outside, dst / "cls")
+    before = _snapshot(tmp_path, dst)
+    summary = convert_dataset(src, dst, progress=False)
+    assert _snapshot(tmp_path, dst) == before and not os.listdir(outside)
+    assert "outside" in dict(summary.failed)["cls/a.mp4"]
+    assert read_index(dst / "index.jsonl")["other/b"]["status"] == "done"
