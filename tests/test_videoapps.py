@@ -147,10 +147,12 @@ def _inference_scores(root, model, crop="center"):
 def test_predict_equals_sliding_window_inference(setup, capsys, crop):
     root, model = setup
     expected = _inference_scores(root, model, "none" if crop == "nocrop" else crop)
-    # batches of 5 windows span videos (and, uncropped, frame sizes: b.mkv is wider)
+    # batches of 5 windows span videos (and, uncropped, frame sizes: b.mkv is wider); the
+    # uncropped run decodes in two processes, whose batches interleave
     assert predict_main(_videos(root) + ["--checkpoint", str(root / "ck.pth"), "--json",
                                          "-k", "3", "--height", str(HEIGHT), "--no-progress",
-                                         "--batch", "5", "--crop", crop]) == 0
+                                         "--batch", "5", "--crop", crop, "--workers",
+                                         "2" if crop == "nocrop" else "0"]) == 0
     results = json.loads(capsys.readouterr().out)["results"]
     assert len(results) == len(VIDEOS)
     for path, top in results.items():
@@ -274,6 +276,9 @@ def test_features_windows_times_and_values(setup, tmp_path):
         np.testing.assert_allclose(v["features"], _direct_features(root, model, vid, 4),
                                    atol=1e-5, rtol=1e-5)
     assert got["b"]["frames"][-1].tolist() == [12, 12]  # loop-padded last window
+    # two decoding processes, each taking every other video, write the same file
+    assert _features(root, tmp_path / "w.h5", "--workers", "2") == 0
+    _assert_same_contents(_h5_contents(tmp_path / "w.h5"), got, atol=1e-5)
 
 
 def test_features_layer_window_stride_and_store_input(setup, tmp_path):

@@ -20,7 +20,7 @@ from .featurefile import FORMATS, FeatureOutput
 from .options import (Loaded, add_input_options, add_model_options, file_hash, forward_crops,
                       frame_settings, sources)
 from .sources import check_video_id
-from .windows import Batch, VideoFailed, VideoStarted, prefetch, window_stream
+from .windows import Batch, VideoFailed, VideoStarted, window_events
 
 log = logging.getLogger(__name__)
 
@@ -157,20 +157,22 @@ def _run(mine, fn, transforms, loaded, output, args, ctx):
     bar = tqdm(total=len(mine), unit="video", disable=args.no_progress or not ctx.is_main,
                dynamic_ncols=True, desc="r3d-features", file=sys.stderr)
     start = time.perf_counter()
-    events = prefetch(window_stream(mine, loaded.sampler, transforms, args.batch))
+    events = window_events(mine, loaded.sampler, transforms, args.batch, loaded.workers)
     with torch.no_grad():
         for e in events:
             if isinstance(e, VideoStarted):
                 current[e.slot] = [e, [None] * len(e.first), 0]
             elif isinstance(e, VideoFailed):
                 current.pop(e.slot, None)
-                stats["failed"].append((e.source.video_id, e.reason))
-                log.warning("skipping %s: %s", e.source.video_id, e.reason)
+                stats["failed"].append((e.video_id, e.reason))
+                log.warning("skipping %s: %s", e.video_id, e.reason)
                 bar.update(1)
             elif isinstance(e, Batch):
                 with autocast(ctx.device, args.amp):
                     feats = forward_crops(fn, e.inputs, ctx).numpy()
                 for (slot, w), f in zip(e.owners, feats):
+                    if slot not in current:  # its video failed after this batch was made
+                        continue
                     entry = current[slot]
                     entry[1][w] = f
                     entry[2] += 1
@@ -189,9 +191,8 @@ def _run(mine, fn, transforms, loaded, output, args, ctx):
 
 def _finish(entry, output, dtype):
     started, rows, _ = entry
-    video = started.video
-    output.write_video(started.source.video_id, np.stack(rows).astype(dtype), started.first,
-                       started.last, video.fps, video.n_frames, video.source)
+    output.write_video(started.video_id, np.stack(rows).astype(dtype), started.first,
+                       started.last, started.fps, started.n_frames, started.source)
 
 
 def main(argv=None) -> int:

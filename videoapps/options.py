@@ -3,7 +3,7 @@ the model and clip options r3d-train takes (same names); the frame rule of r3d-p
 raw videos; the store and annotation of stored videos; the device."""
 import argparse
 import hashlib
-import logging
+import os
 from pathlib import Path
 
 import torch
@@ -19,7 +19,8 @@ from training.transforms import NORM_PRESETS
 
 from .sources import file_sources, store_sources
 
-log = logging.getLogger(__name__)
+#: Decoding processes used by default with CUDA.
+MAX_DEFAULT_WORKERS = 8
 
 #: r3d-train's model options: attribute -> generate_model option.
 MODEL_OPTIONS = {"n_classes": "n_classes", "conv1_t_size": "conv1_t_size",
@@ -77,6 +78,10 @@ def add_model_options(p):
                    help="auto (the GPU when CUDA is available), cpu, or cuda[:N]")
     g.add_argument("--batch", type=int, default=32,
                    help="windows per forward pass (default: %(default)s)")
+    g.add_argument("--workers", type=int, default=None,
+                   help="processes decoding videos and windows, each taking every N-th video "
+                        "(default: 0 on the CPU, where a background thread does it; "
+                        f"min({MAX_DEFAULT_WORKERS}, CPU cores) with CUDA)")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -124,7 +129,7 @@ def file_hash(path, block=1 << 20) -> str:
 class Loaded:
     """What the options load: the checkpoint, its model's generate_model arguments and the
     model (eval mode, on the device), its clip settings, the window sampler, the device
-    context."""
+    context, the number of decoding processes."""
 
     def __init__(self, args, window=None, stride=None):
         for name in ("batch", "sample_size", "sample_duration", "sample_t_stride", "window",
@@ -143,6 +148,12 @@ class Loaded:
         duration = int(window or self.clip["sample_duration"])
         t_stride = int(self.clip["sample_t_stride"])
         self.sampler = SlidingWindow(duration, stride, t_stride)
+        self.workers = args.workers
+        if self.workers is None:
+            self.workers = (min(MAX_DEFAULT_WORKERS, os.cpu_count() or 1)
+                            if self.ctx.device.type == "cuda" else 0)
+        elif self.workers < 0:
+            raise ValueError("--workers must be 0 or more")
 
 
 def frame_settings(args) -> FrameSettings:

@@ -16,9 +16,7 @@ from training.checkpoint_info import class_names_of, inference_transforms
 from training.models import CheckpointError
 
 from .options import Loaded, add_input_options, add_model_options, forward_crops, sources
-from .windows import Batch, VideoFailed, VideoStarted, prefetch, window_stream
-
-log = logging.getLogger(__name__)
+from .windows import Batch, VideoFailed, VideoStarted, window_events
 
 EPILOG = """\
 examples:
@@ -105,7 +103,7 @@ def predict(args, out=None):
 
     results, failures, current = {}, [], {}
     videos = sources(args, keep_paths=True)
-    events = prefetch(window_stream(videos, loaded.sampler, transforms, args.batch))
+    events = window_events(videos, loaded.sampler, transforms, args.batch, loaded.workers)
     bar = tqdm(total=len(videos), unit="video", disable=args.no_progress, leave=False,
                dynamic_ncols=True, desc="r3d-predict", file=sys.stderr)
     with torch.no_grad():
@@ -115,23 +113,26 @@ def predict(args, out=None):
                 current[e.slot] = (e, torch.zeros(n, n_classes, dtype=torch.float64), [0])
             elif isinstance(e, VideoFailed):
                 current.pop(e.slot, None)
-                failures.append((e.source.video_id, e.reason))
-                print(f"r3d-predict: skipped {e.source.video_id}: {e.reason}", file=sys.stderr)
+                failures.append((e.video_id, e.reason))
+                print(f"r3d-predict: skipped {e.video_id}: {e.reason}", file=sys.stderr)
                 bar.update(1)
             elif isinstance(e, Batch):
                 probs = forward_crops(scores, e.inputs, ctx)
                 for (slot, w), p in zip(e.owners, probs):
+                    if slot not in current:  # its video failed after this batch was made
+                        continue
                     started, table, filled = current[slot]
                     table[w] = p.double()
                     filled[0] += 1
                     if filled[0] == len(table):
                         del current[slot]
-                        vid = started.source.video_id
+                        vid = started.video_id
                         results[vid] = _result(started, table, names, args)
                         if not args.json:
                             _print_video(vid, results[vid], args, out)
                         bar.update(1)
     bar.close()
+    results = {v.video_id: results[v.video_id] for v in videos if v.video_id in results}
     if args.json:
         json.dump({"results": results}, out, indent=1)
         out.write("\n")
@@ -139,11 +140,10 @@ def predict(args, out=None):
 
 
 def _result(started, table, names, args):
-    video = started.video
     average = top(table.mean(0), names, args.top_k)
     if not args.per_window:
         return average
-    fps = video.fps
+    fps = started.fps
     windows = []
     for w, (a, b) in enumerate(zip(started.first.tolist(), started.last.tolist())):
         entry = {"segment": [a, b + 1]}

@@ -3,9 +3,12 @@ SlidingWindow rule (the last one loop-padded), each window is decoded and transf
 training's inference does, and batches count windows, across videos, so a long video never
 needs more memory than one batch.
 
-`window_stream` yields events in order: ``VideoStarted`` when a video is loaded (its windows
-known), ``VideoFailed`` for one that cannot be used, and ``Batch`` holding the next windows.
-All windows of a video come before those of the next one."""
+`window_events` yields, in order: ``VideoStarted`` when a video is loaded (its windows known),
+``VideoFailed`` for one that cannot be used, and ``Batch`` holding the next windows. With
+`workers` > 0, that many DataLoader processes each take every N-th video (raw videos are then
+decoded in parallel too) and their events interleave; without, one background thread prepares
+the events while the model runs. Each video is known by its `slot` (its position in the list).
+"""
 import queue
 import threading
 from dataclasses import dataclass
@@ -13,6 +16,7 @@ from typing import List, Tuple
 
 import numpy as np
 import torch
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from training.decode import DecodeError, decode_clip
 
@@ -22,17 +26,19 @@ from .sources import VIDEO_ERRORS
 @dataclass
 class VideoStarted:
     slot: int
-    source: object
-    video: object
+    video_id: str
+    source: str
+    fps: float          # None when unknown
+    n_frames: int
     first: np.ndarray   # first frame (0-based) of each window
-    last: np.ndarray    # last real frame (0-based) of each window
+    last: np.ndarray    # last frame (0-based) each window takes
 
 
 @dataclass
 class VideoFailed:
-    source: object
-    reason: str
-    slot: int = None    # set when the video had started: drop what it has so far
+    slot: int
+    video_id: str
+    reason: str         # windows of the slot seen before are to be dropped
 
 
 @dataclass
@@ -65,8 +71,8 @@ def load_window(video, clip, transforms) -> torch.Tensor:
     return torch.stack([t(clip_t) for t in transforms])
 
 
-def window_stream(sources, sampler, transforms, batch_size):
-    """Events (VideoStarted, VideoFailed, Batch) for every window of `sources`, in order."""
+def window_stream(slots_and_sources, sampler, transforms, batch_size):
+    """Events for every window of the (slot, source) pairs, in order, in this process."""
     pending, owners, shape = [], [], None
 
     def flush():
@@ -75,23 +81,22 @@ def window_stream(sources, sampler, transforms, batch_size):
         pending, owners = [], []
         return out
 
-    for slot, source in enumerate(sources):
+    for slot, source in slots_and_sources:
         try:
             video = source.load()
             starts, clips = window_positions(video.n_frames, sampler)
             windows = [load_window(video, clips[0], transforms)]
         except VIDEO_ERRORS as e:
-            yield VideoFailed(source, str(e))
+            yield VideoFailed(slot, source.video_id, str(e))
             continue
-        yield VideoStarted(slot, source, video, np.asarray(starts, dtype=np.int64),
+        yield VideoStarted(slot, source.video_id, video.source, video.fps, video.n_frames,
+                           np.asarray(starts, dtype=np.int64),
                            np.asarray([max(c) for c in clips], dtype=np.int64))
         for w in range(len(clips)):
             try:
                 x = windows.pop() if w == 0 else load_window(video, clips[w], transforms)
             except VIDEO_ERRORS as e:
-                keep = [i for i, (s, _) in enumerate(owners) if s != slot]
-                pending, owners = [pending[i] for i in keep], [owners[i] for i in keep]
-                yield VideoFailed(source, str(e), slot)
+                yield VideoFailed(slot, source.video_id, str(e))
                 break
             if pending and (len(pending) == batch_size or x.shape != shape):
                 yield flush()
@@ -100,6 +105,33 @@ def window_stream(sources, sampler, transforms, batch_size):
             shape = x.shape
     if pending:
         yield flush()
+
+
+class _WorkerShares(IterableDataset):
+    """window_stream in DataLoader workers, worker k taking the videos k, k + n, ..."""
+
+    def __init__(self, sources, sampler, transforms, batch_size):
+        self.sources, self.sampler = sources, sampler
+        self.transforms, self.batch_size = transforms, batch_size
+
+    def __iter__(self):
+        info = get_worker_info()
+        k, n = (info.id, info.num_workers) if info is not None else (0, 1)
+        share = [(s, src) for s, src in enumerate(self.sources) if s % n == k]
+        return window_stream(share, self.sampler, self.transforms, self.batch_size)
+
+
+def _as_is(event):
+    return event
+
+
+def window_events(sources, sampler, transforms, batch_size, workers=0):
+    """Events (VideoStarted, VideoFailed, Batch) for every window of `sources`."""
+    if workers < 1:
+        return prefetch(window_stream(enumerate(sources), sampler, transforms, batch_size))
+    return iter(DataLoader(_WorkerShares(sources, sampler, transforms, batch_size),
+                           batch_size=None, num_workers=min(workers, len(sources)) or 1,
+                           collate_fn=_as_is))
 
 
 def prefetch(events, depth=2):
