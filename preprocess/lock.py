@@ -28,6 +28,9 @@ def store_lock(dst):
             holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "unknown"
             raise StoreBusy(f"{dst}: another r3d-preprocess run is writing this store "
                             f"({holder}); wait for it to finish or stop it") from None
+        except OSError as e:
+            raise OSError(e.errno, f"{path}: cannot lock the store ({e.strerror}): its file "
+                                   f"system does not support flock") from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
         yield
