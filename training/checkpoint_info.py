@@ -12,6 +12,7 @@ options, as in r3d-train) and the clip settings default to r3d-train's.
 """
 import logging
 
+from .builders import model_options
 from .models import generate_model, infer_architecture, load_weights
 from .models.checkpoint import CheckpointError
 from .transforms import CenterCrop, Compose, CornerCrop, Normalize, Resize, normalize
@@ -23,26 +24,9 @@ DEFAULT_CLIP = {"sample_size": 112, "sample_duration": 16, "sample_t_stride": 1,
                 "inference_crop": "center", "input_type": "rgb",
                 "norm": {"preset": "kinetics", "mean": list(normalize("kinetics").mean),
                          "std": list(normalize("kinetics").std), "value_scale": 1}}
-RESNET_LIKE = ("resnet", "resnet2p1d", "preresnet", "wideresnet", "resnext")
 #: Crops an inference transform can take: the centre, the whole frame, or five crops (the
 #: centre and the four corners, averaged by the caller).
 CROPS = ("center", "nocrop", "five")
-
-
-def model_options(args) -> dict:
-    """The generate_model options r3d-train's model options describe (besides model, depth
-    and n_classes)."""
-    opts = {"n_input_channels": 2 if getattr(args, "input_type", "rgb") == "flow" else 3,
-            "conv1_t_size": args.conv1_t_size, "conv1_t_stride": args.conv1_t_stride,
-            "no_max_pool": bool(args.no_max_pool)}
-    if args.model in RESNET_LIKE:
-        opts["shortcut_type"] = args.resnet_shortcut
-        opts["widen_factor"] = float(args.resnet_widen_factor)
-    if args.model == "wideresnet":
-        opts["k"] = args.wide_resnet_k
-    if args.model == "resnext":
-        opts["cardinality"] = args.resnext_cardinality
-    return opts
 
 
 def norm_settings(args) -> dict:
