@@ -115,6 +115,30 @@ def test_checkpoint_records_names_model_and_clip(setup):
     assert torch.equal(tf(frames), eval_transform(32, "center")(frames))
 
 
+def test_r3d_train_checkpoint_is_all_predict_needs(setup, tmp_path, capsys):
+    """r3d-train records what r3d-predict needs: a quarter-width model with 4-frame 32-pixel
+    clips runs from --checkpoint alone and is named with the annotation's classes."""
+    root, _ = setup
+    doc = json.loads((root / "ann.json").read_text())
+    for entry in doc["database"].values():
+        entry["subset"] = "training"
+    (tmp_path / "train.json").write_text(json.dumps(doc))
+    assert train_main(["--video-path", str(root / "store"), "--annotation-path",
+                       str(tmp_path / "train.json"), "--result-path", str(tmp_path / "run"),
+                       "--resnet-widen-factor", "0.25", "--n-epochs", "1", "--batch-size", "2",
+                       "--no-val", "--lr-scheduler", "multistep", "--n-threads", "0",
+                       "--no-progress"] + TRAIN_ARGS[6:]) == 0
+    ckpt = read_checkpoint(tmp_path / "run" / "last.pth")
+    assert ckpt.extra["model_spec"]["widen_factor"] == 0.25 and class_names_of(ckpt) == NAMES
+    capsys.readouterr()
+    assert predict_main(_videos(root, ["a.mp4"]) + ["--checkpoint",
+                                                    str(tmp_path / "run" / "last.pth"),
+                                                    "--height", str(HEIGHT),
+                                                    "--no-progress"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 4 and {line.split()[1] for line in out[1:]} == set(NAMES)
+
+
 def test_reference_checkpoint_needs_or_infers_the_model(setup, tmp_path):
     root, model = setup
     torch.save({"state_dict": model.state_dict()}, tmp_path / "ref.pth")
