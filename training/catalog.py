@@ -60,9 +60,9 @@ def catalog_dirs(root) -> list:
 
 def default_max_open_files() -> int:
     """Shards a process keeps open by default: an eighth of its descriptor limit (DataLoader
-    workers need descriptors to pass batches), between 32 and 4,096. Reads from a shard
-    that is not open cost an open and a close more (measured: up to a third more time per
-    read, JPEG bytes only; docs/benchmarks.md)."""
+    workers need descriptors to pass batches), between 32 and 4,096. A read from a shard
+    that is not open costs an open and a close more (40-80% more CPU time than the read
+    alone; docs/benchmarks.md)."""
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft == resource.RLIM_INFINITY:
         return 4096
