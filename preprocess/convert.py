@@ -15,6 +15,7 @@ import os
 import shutil
 import time
 import uuid
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -310,7 +311,9 @@ def _run(pending, fmt, src, dst, tmp_root, settings, jobs, videos_per_shard, bac
                 for rec in records if isinstance(records, list) else [records]:
                     if rec["status"] == STOPPED:
                         log.info("%s: %s: stopping", rec["source"], rec["reason"])
-                        results.close()  # cancels the jobs not yet done
+                        with warnings.catch_warnings():  # joblib warns of the cancelled jobs
+                            warnings.simplefilter("ignore")
+                            results.close()  # cancels the jobs not yet done
                         return rec
                     writer.append(rec)
                     index[rec["id"]] = rec

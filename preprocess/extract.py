@@ -169,6 +169,7 @@ class FrameReader:
         self._proc.stdout.close()
         self._proc.wait()
         self._stderr_thread.join()
+        self._proc.stderr.close()
 
     def _reason(self, what):
         detail = "; ".join(clean_messages(self.errors)[-2:])

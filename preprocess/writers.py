@@ -146,9 +146,10 @@ def convert_to_jpeg_dir(video_id, rel_source, src_root, dst_root, tmp_root, sett
             return failure(video_id, rel_source, f"{final} is a symlink; not replaced")
         final.parent.mkdir(parents=True, exist_ok=True)
         if final.exists():
-            if any(e.is_dir(follow_symlinks=False) for e in os.scandir(final)):
-                return failure(video_id, rel_source, f"{final} holds folders (another video's "
-                                                     f"frames?); not replaced")
+            with os.scandir(final) as entries:
+                if any(e.is_dir(follow_symlinks=False) for e in entries):
+                    return failure(video_id, rel_source, f"{final} holds folders (another "
+                                                         f"video's frames?); not replaced")
             shutil.rmtree(final)
         os.rename(tmp_dir, final)
         return _done(video_id, rel_source, "jpg", video_id, meta)

@@ -9,6 +9,7 @@ import stat
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import h5py
 import pytest
@@ -50,7 +51,7 @@ def _snapshot(root, skip):
             p = os.path.join(dirpath, name)
             st = os.lstat(p)
             body = (os.readlink(p) if stat.S_ISLNK(st.st_mode) else
-                    open(p, "rb").read() if stat.S_ISREG(st.st_mode) else None)
+                    Path(p).read_bytes() if stat.S_ISREG(st.st_mode) else None)
             out[p] = (st.st_mode, st.st_size, st.st_mtime_ns, body)
     return out
 
@@ -550,3 +551,32 @@ def test_a_symlink_inside_dst_never_leads_writes_out(tmp_path):
     assert _snapshot(tmp_path, dst) == before and not os.listdir(outside)
     assert "outside" in dict(summary.failed)["cls/a.mp4"]
     assert read_index(dst / "index.jsonl")["other/b"]["status"] == "done"
+
+
+@pytest.mark.parametrize("backend", ["loky", "dask"])
+def test_source_deleted_after_selection_stops_parallel_runs(tmp_path, monkeypatch, backend):
+    """Workers in other processes (loky, or a Dask cluster) meet the vanished source; the
+    parent stops the run and records nothing against it."""
+    if backend == "dask":
+        distributed = pytest.importorskip("distributed")
+    src = _videos(tmp_path / "src", 4, frames=5)
+    dst = tmp_path / "dst"
+    import preprocess.convert
+    real_select = preprocess.convert._select
+
+    def select_then_delete(*args):
+        selected, problems = real_select(*args)
+        (src / selected["c1/v3"]).unlink()
+        return selected, problems
+    monkeypatch.setattr(preprocess.convert, "_select", select_then_delete)
+    if backend == "dask":
+        with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                      dashboard_address=None) as cluster:
+            with pytest.raises(RunStopped, match="c1/v3.mp4: cannot read the source"):
+                convert_dataset(src, dst, backend="dask", scheduler=cluster.scheduler_address,
+                                progress=False)
+    else:
+        with pytest.raises(RunStopped, match="c1/v3.mp4: cannot read the source"):
+            convert_dataset(src, dst, jobs=2, progress=False)
+    assert all(r["status"] == "done" for r in read_index(dst / "index.jsonl").values())
+    assert "c1/v3" not in read_index(dst / "index.jsonl")
