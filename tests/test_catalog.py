@@ -362,3 +362,16 @@ def test_video_catalog_shares_the_stores_catalog(stores):
     unindexed = VideoCatalog(stores["ref"])
     row = unindexed.find(None, ["jump/v_jump_0"])
     assert frame_levels(unindexed.store(row).read(unindexed.key(row), [5])) == [5]
+
+
+def test_torn_last_index_line_is_ignored_and_a_malformed_one_is_an_error(stores, tmp_path,
+                                                                         caplog):
+    root = copy_tree(stores["jpg"], tmp_path / "jpg")
+    text = (root / INDEX_NAME).read_text()
+    (root / INDEX_NAME).write_text(text + '{"id": "walk/v_new", "status": "do')
+    catalog = StoreCatalog.open(root)
+    assert len(catalog) == 4 and catalog.row("walk/v_new") is None
+    assert "ignoring incomplete last line 5" in caplog.text
+    (root / INDEX_NAME).write_text('{"id": "x", "status"\n' + text)
+    with pytest.raises(ValueError, match=r"index.jsonl: line 1: malformed index record"):
+        StoreCatalog.open(root)

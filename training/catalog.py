@@ -365,35 +365,44 @@ class StoreCatalog(_PerProcessFiles):
 # --- deriving a catalog ------------------------------------------------------------------------
 
 def _index_records(index: Path):
-    """{id: record} of the index, keeping only what a catalog needs, line by line (the full
-    records of a million-video index would take gigabytes). Same rules as read_index: the
+    """The index's converted videos {id: (format, path, shard group key, n_frames, fps)} and
+    failures {id: reason}, keeping only what a catalog needs, read line by line (the full
+    records of a million-video index would take gigabytes). A path equal to the id and the
+    usual group key are None; shard names are shared strings. Same rules as read_index: the
     last record of an id wins; a torn last line is ignored with a warning."""
     done, failed = {}, {}
     with open(index, "rb") as f:
-        lines = f.read().split(b"\n")
-    last = len(lines) - 1
-    for lineno, raw in enumerate(lines, 1):
-        if not raw.strip():
-            continue
-        try:
-            rec = json.loads(raw)
-            if not isinstance(rec, dict) or "id" not in rec or "status" not in rec:
-                raise ValueError("record without 'id' and 'status'")
-        except ValueError as e:
-            if lineno - 1 == last:
-                log.warning("%s: ignoring incomplete last line %d (interrupted write)", index,
-                            lineno)
+        for lineno, raw in enumerate(f, 1):
+            if not raw.strip():
                 continue
-            raise ValueError(f"{index}: line {lineno}: malformed index record: {e}") from None
-        vid = str(rec["id"])
-        if rec["status"] == "done":
-            failed.pop(vid, None)
-            done[vid] = (rec.get("format"), rec.get("path"), rec.get("key"),
-                         int(rec.get("n_frames") or 0), rec.get("fps"))
-        else:
-            done.pop(vid, None)
-            failed[vid] = str(rec.get("reason", ""))
+            try:
+                rec = json.loads(raw)
+                if not isinstance(rec, dict) or "id" not in rec or "status" not in rec:
+                    raise ValueError("record without 'id' and 'status'")
+            except ValueError as e:
+                if not raw.endswith(b"\n"):  # the last line, cut short by a crash
+                    log.warning("%s: ignoring incomplete last line %d (interrupted write)",
+                                index, lineno)
+                    continue
+                raise ValueError(f"{index}: line {lineno}: malformed index record: {e}") \
+                    from None
+            _keep(rec, done, failed)
     return done, failed
+
+
+def _keep(rec, done, failed):
+    """File one index record (the last one of an id wins)."""
+    vid = str(rec["id"])
+    if rec["status"] == "done":
+        failed.pop(vid, None)
+        path, key, fmt = rec.get("path"), rec.get("key"), rec.get("format")
+        done[vid] = (sys.intern(fmt) if isinstance(fmt, str) else fmt,
+                     None if path == vid else sys.intern(path) if isinstance(path, str) else path,
+                     None if key == video_key(vid) else key,
+                     int(rec.get("n_frames") or 0), rec.get("fps"))
+    else:
+        done.pop(vid, None)
+        failed[vid] = str(rec.get("reason", ""))
 
 
 def _store_kind(root: Path, done: dict) -> str:
@@ -424,7 +433,7 @@ def _derive(root: Path, index: Path, directory: Path, progress) -> dict:
     meta = {"version": CATALOG_VERSION, "kind": kind, "index": signature, "tag": tag,
             "videos": len(ids)}
     if kind == "jpg":
-        paths = [done[v][1] for v in ids]
+        paths = [done[v][1] or v for v in ids]
         for row, (vid, rel) in enumerate(zip(ids, paths)):
             if not _inside(rel):
                 problems[str(row)] = f"its index path {rel!r} leaves the store"
@@ -475,7 +484,7 @@ def _derive_shards(root, directory, tag, ids, done, n_frames, arrays, problems, 
         np.save(name, offsets)
     by_shard = {}
     for row, vid in enumerate(ids):
-        by_shard.setdefault(str(done[vid][1]), []).append(row)
+        by_shard.setdefault(str(done[vid][1] or vid), []).append(row)
     shards = []
     for number, rel in enumerate(tqdm(sorted(by_shard), desc=f"cataloguing {root}", unit=" shard",
                                       disable=None if progress is None else not progress,
