@@ -375,3 +375,16 @@ def test_torn_last_index_line_is_ignored_and_a_malformed_one_is_an_error(stores,
     (root / INDEX_NAME).write_text('{"id": "x", "status"\n' + text)
     with pytest.raises(ValueError, match=r"index.jsonl: line 1: malformed index record"):
         StoreCatalog.open(root)
+
+
+def test_open_store_without_settings_takes_the_format_from_the_catalog(stores, tmp_path):
+    for kind, cls in (("hdf5", Hdf5Store), ("jpg", JpegDirStore)):
+        root = copy_tree(stores[kind], tmp_path / kind)
+        (root / "store.json").unlink()
+        store = open_store(root)
+        assert type(store) is cls and store.catalog.kind == kind
+    records = [json.loads(line) for line in (root / INDEX_NAME).read_text().splitlines()]
+    records[0]["format"] = "hdf5"
+    (root / INDEX_NAME).write_text("".join(json.dumps(r) + "\n" for r in records))
+    with pytest.raises(ValueError, match=r"index lists \['hdf5', 'jpg'\] videos"):
+        open_store(root)

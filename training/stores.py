@@ -32,8 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from storeformat import (FRAME_TEMPLATE, INDEX_NAME, SETTINGS_NAME, frame_path, read_index,
-                         read_settings)
+from storeformat import FRAME_TEMPLATE, INDEX_NAME, SETTINGS_NAME, frame_path, read_settings
 
 from .decode import DecodeError, decode_clip
 
@@ -422,9 +421,7 @@ def open_store(root, **options) -> FrameStore:
     settings = read_settings(root / SETTINGS_NAME) or {}
     fmt = settings.get("format")
     if fmt is None and (root / INDEX_NAME).exists():
-        formats = {r.get("format") for r in read_index(root / INDEX_NAME).values()
-                   if r.get("status") == "done"}
-        fmt = formats.pop() if len(formats) == 1 else None
+        fmt = _catalog(root, None).kind  # the index's format (mixed formats: an error)
     if fmt == "hdf5":
         return Hdf5Store(root, **options)
     if fmt == "jpg":
