@@ -9,9 +9,10 @@ HDF5 shards of 100 videos each (storeformat.hdf5.write_video) holding tiny JPEG 
 later runs with the same settings.
 
 Each section runs r3d's commands in child processes and reports their wall time, CPU time
-(user + system: steadier than wall time on a shared machine) and peak resident memory (ru_maxrss
-from wait4), next to a plain-json baseline doing the same job in the same run (json.load + dict operations + json.dump; for check: index records compared with the
-shard files' existence):
+(user + system: steadier than wall time on a shared machine) and peak resident memory
+(ru_maxrss from wait4), next to a plain-json baseline doing the same job in the same run
+(json.load + dict operations + json.dump; for check: index records compared with the shard
+files' existence):
 
 * annotate: r3d-annotate kinetics / mit --index (built from the store index);
 * merge: r3d-annotate merge of both (1,039 classes);
