@@ -388,3 +388,18 @@ def test_open_store_without_settings_takes_the_format_from_the_catalog(stores, t
     (root / INDEX_NAME).write_text("".join(json.dumps(r) + "\n" for r in records))
     with pytest.raises(ValueError, match=r"index lists \['hdf5', 'jpg'\] videos"):
         open_store(root)
+
+
+def test_shards_read_in_several_processes_give_the_same_catalog(many_shards, tmp_path):
+    root = copy_tree(many_shards, tmp_path / "store")
+    (root / "shard-00007.h5").write_bytes(b"not hdf5")
+    one = StoreCatalog.open(root, rebuild=True, jobs=1)
+    two = StoreCatalog.open(root, rebuild=True, jobs=2)
+    assert one._meta["tag"] != two._meta["tag"] and two._meta["problems"] == 3
+    for name in ("keys", "n_frames", "shard", "data", "start", "offsets"):
+        assert np.array_equal(getattr(one, "_" + name), getattr(two, "_" + name)), name
+    assert one._meta["shards"] == two._meta["shards"]
+    broken = two.row("c1/v7_0")
+    with pytest.raises(FrameReadError, match="cannot open .*shard-00007.h5"):
+        two.read_bytes(broken, [0])
+    assert two.read_bytes(5, [1, 3]) == _h5py_frames(root, two.key(5), [1, 3])

@@ -14,10 +14,12 @@ them): the parent finds videos by candidate keys; workers read them by integer r
 """
 import argparse
 import fcntl
+import functools
 import hashlib
 import json
 import logging
 import math
+import multiprocessing
 import os
 import resource
 import sys
@@ -203,11 +205,12 @@ class StoreCatalog(_PerProcessFiles):
     # --- opening and deriving ---------------------------------------------------------------
 
     @classmethod
-    def open(cls, root, kind=None, rebuild=False, progress=None, max_open_files=None):
+    def open(cls, root, kind=None, rebuild=False, progress=None, max_open_files=None,
+             jobs=1):
         """The catalog of the store at `root`, derived first when missing or older than the
         store's index. `kind` ('hdf5' / 'jpg'): the store format expected (ValueError if the
         index says otherwise). `max_open_files`: shards each process keeps open (default:
-        `default_max_open_files`)."""
+        `default_max_open_files`). `jobs`: processes reading the shards when deriving."""
         root = Path(root)
         index = root / INDEX_NAME
         if not index.is_file():
@@ -230,7 +233,7 @@ class StoreCatalog(_PerProcessFiles):
                 fcntl.flock(lock, fcntl.LOCK_EX)  # other processes of the run wait, then load
                 meta = _read_meta(d)
                 if rebuild or not cls._fresh(meta, index):
-                    meta = _derive(root, index, d, progress)
+                    meta = _derive(root, index, d, progress, jobs)
             finally:
                 os.close(lock)
             return cls._checked(root, d, meta, kind, max_open_files)
@@ -416,7 +419,7 @@ def _store_kind(root: Path, done: dict) -> str:
     return formats.pop()
 
 
-def _derive(root: Path, index: Path, directory: Path, progress) -> dict:
+def _derive(root: Path, index: Path, directory: Path, progress, jobs) -> dict:
     """Write the catalog of `root` into `directory` (under its lock) and return its meta."""
     signature = _signature(index)
     done, failed = _index_records(index)
@@ -443,7 +446,7 @@ def _derive(root: Path, index: Path, directory: Path, progress) -> dict:
             meta["paths"] = True
     else:
         meta["shards"] = _derive_shards(root, directory, tag, ids, done, n_frames, arrays,
-                                        problems, extra, progress)
+                                        problems, extra, progress, jobs)
     for name, array in arrays.items():
         if name != "offsets":  # written in place while the shards were read
             np.save(directory / f"{tag}.{name}.npy", array)
@@ -457,6 +460,12 @@ def _derive(root: Path, index: Path, directory: Path, progress) -> dict:
                     ids[int(first[0])], first[1])
     tmp = directory / f"{META_NAME}.{tag}.tmp"
     tmp.write_text(json.dumps(meta), encoding="utf-8")
+    for written in [*directory.glob(tag + ".*"), tmp]:  # on disk before the meta points to them
+        fd = os.open(written, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
     os.replace(tmp, directory / META_NAME)
     for old in directory.iterdir():  # files of earlier catalogs (readers keep their maps)
         if old.name not in (META_NAME, "lock") and not old.name.startswith(tag + "."):
@@ -466,9 +475,9 @@ def _derive(root: Path, index: Path, directory: Path, progress) -> dict:
 
 
 def _derive_shards(root, directory, tag, ids, done, n_frames, arrays, problems, groups,
-                   progress) -> list:
-    """Read every shard once: where each video's bytes are, checked against the index."""
-    import h5py
+                   progress, jobs) -> list:
+    """Read every shard once (in `jobs` processes): where each video's bytes are, checked
+    against the index."""
     count = len(ids)
     shard_of = np.full(count, -1, dtype=np.int32)
     data = np.full(count, -1, dtype=np.int64)
@@ -476,63 +485,82 @@ def _derive_shards(root, directory, tag, ids, done, n_frames, arrays, problems, 
     if count:
         np.cumsum(n_frames[:-1].astype(np.int64) + 1, out=start[1:])
     total = int(start[-1] + n_frames[-1] + 1) if count else 0
-    name = directory / f"{tag}.offsets.npy"
-    if total:  # filled in place, shard by shard: it can be larger than memory
-        offsets = np.lib.format.open_memmap(name, mode="w+", dtype=np.int64, shape=(total,))
-    else:
-        offsets = np.zeros(0, dtype=np.int64)
-        np.save(name, offsets)
+    offsets_path = str(directory / f"{tag}.offsets.npy")
+    # filled in place, shard by shard: it can be larger than memory
+    np.lib.format.open_memmap(offsets_path, mode="w+", dtype=np.int64, shape=(total,)) \
+        if total else np.save(offsets_path, np.zeros(0, dtype=np.int64))
     by_shard = {}
     for row, vid in enumerate(ids):
         by_shard.setdefault(str(done[vid][1] or vid), []).append(row)
-    shards = []
-    for number, rel in enumerate(tqdm(sorted(by_shard), desc=f"cataloguing {root}", unit=" shard",
-                                      disable=None if progress is None else not progress,
-                                      leave=False)):
-        rows = by_shard[rel]
-        shard_of[rows] = number
-        path = root / rel
-        if not _inside(rel):
-            shards.append([rel, -1])
-            for row in rows:
-                problems[str(row)] = f"its shard path {rel!r} leaves the store"
-            continue
-        try:
-            size = os.path.getsize(path)
-        except OSError:
-            size = -1
-        shards.append([rel, size])
-        try:
-            with h5py.File(path, "r") as h5:
-                layout = attr_value(h5.attrs.get("layout"))
-                if layout != HDF5_LAYOUT:
-                    raise ValueError(f"layout attribute is {layout!r}, expected "
-                                     f"{HDF5_LAYOUT!r}")
-                fd = os.open(path, os.O_RDONLY)
-                try:
-                    scan = _ShardScan(h5, fd)
-                    for row in rows:
-                        key = done[ids[row]][2] or video_key(ids[row])
-                        n = int(n_frames[row])
-                        found = scan.locate(key, n)
-                        if isinstance(found, str):
-                            problems[str(row)] = f"{path} [{key}] {found}"
-                            continue
-                        offsets[start[row]:start[row] + n + 1] = found[0]
-                        if found[1] is None:
-                            groups[str(row)] = key
-                        else:
-                            data[row] = found[1]
-                finally:
-                    os.close(fd)
-        except (OSError, ValueError, TypeError) as e:
-            for row in rows:
-                problems[str(row)] = f"cannot open {path}: {e}"
-    if total:
-        offsets.flush()
-    del offsets
+    names = sorted(by_shard)
+    work = ((str(root / rel), rel, [(row, done[ids[row]][2] or video_key(ids[row]),
+                                     int(n_frames[row]), int(start[row]))
+                                    for row in by_shard[rel]], offsets_path) for rel in names)
+    pool = multiprocessing.Pool(jobs) if jobs > 1 and len(names) > 1 else None
+    try:
+        results = pool.imap(_scan_shard, work, chunksize=8) if pool else map(_scan_shard, work)
+        shards = []
+        for number, (rel, (size, outcomes)) in enumerate(tqdm(
+                zip(names, results), total=len(names), desc=f"cataloguing {root}",
+                unit=" shard", disable=None if progress is None else not progress,
+                leave=False)):
+            shards.append([rel, size])
+            shard_of[by_shard[rel]] = number
+            for row, outcome, value in outcomes:
+                if outcome == "direct":
+                    data[row] = value
+                elif outcome == "h5py":
+                    groups[str(row)] = value
+                else:
+                    problems[str(row)] = value
+    finally:
+        if pool is not None:
+            pool.terminate()
+        _writable_offsets.cache_clear()
     arrays.update(shard=shard_of, data=data, start=start)
     return shards
+
+
+@functools.lru_cache(maxsize=1)
+def _writable_offsets(path):
+    return np.load(path, mmap_mode="r+")
+
+
+def _scan_shard(job):
+    """One shard's videos: (its size, [(row, 'direct' | 'h5py' | 'problem', file offset |
+    group key | reason)]), their frame offsets written into the catalog's offsets file."""
+    import h5py
+    path, rel, videos, offsets_path = job
+    if not _inside(rel):
+        return -1, [(row, "problem", f"its shard path {rel!r} leaves the store")
+                    for row, _, _, _ in videos]
+    try:
+        size = os.path.getsize(path)
+    except OSError:
+        size = -1
+    outcomes = []
+    try:
+        with h5py.File(path, "r") as h5:
+            layout = attr_value(h5.attrs.get("layout"))
+            if layout != HDF5_LAYOUT:
+                raise ValueError(f"layout attribute is {layout!r}, expected {HDF5_LAYOUT!r}")
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                scan = _ShardScan(h5, fd)
+                offsets = _writable_offsets(offsets_path)
+                for row, key, n, first in videos:
+                    found = scan.locate(key, n)
+                    if isinstance(found, str):
+                        outcomes.append((row, "problem", f"{path} [{key}] {found}"))
+                        continue
+                    offsets[first:first + n + 1] = found[0]
+                    outcomes.append((row, "h5py", key) if found[1] is None else
+                                    (row, "direct", found[1]))
+            finally:
+                os.close(fd)
+    except (OSError, ValueError, TypeError) as e:
+        return size, [(row, "problem", f"cannot open {path}: {e}") for row, _, _, _ in videos]
+    return size, outcomes
 
 
 class _ShardScan:
@@ -788,11 +816,14 @@ def main(argv=None) -> int:
     parser.add_argument("stores", nargs="+", metavar="STORE", help="an r3d store folder")
     parser.add_argument("--rebuild", action="store_true",
                         help="derive again even when the catalog matches the index")
+    parser.add_argument("--jobs", type=int, default=len(os.sched_getaffinity(0)), metavar="N",
+                        help="processes reading shards (default: the CPUs available, %(default)s)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         for store in args.stores:
-            catalog = StoreCatalog.open(store, rebuild=args.rebuild, progress=True)
+            catalog = StoreCatalog.open(store, rebuild=args.rebuild, progress=True,
+                                        jobs=max(1, args.jobs))
             print(f"{store}: {len(catalog)} {catalog.kind} videos, catalog in "
                   f"{catalog.directory}")
     except (OSError, ValueError) as e:
