@@ -596,13 +596,14 @@ class _ShardScan:
     def _offsets(self, dataset):
         """A video's ``offsets`` dataset as int64."""
         from h5py import h5s
-        if self.trusted and dataset.dtype == np.dtype("<i8") and len(dataset.shape) == 1:
+        shape = dataset.shape  # each of h5py's low-level properties makes objects: once
+        if self.trusted and len(shape) == 1 and dataset.dtype == np.dtype("<i8"):
             offset = self._contiguous_offset(dataset)
             if offset is not None:
-                data = os.pread(self.fd, dataset.shape[0] * 8, offset)
-                if len(data) == dataset.shape[0] * 8:
+                data = os.pread(self.fd, shape[0] * 8, offset)
+                if len(data) == shape[0] * 8:
                     return np.frombuffer(data, dtype="<i8")
-        out = np.empty(dataset.shape, dtype=np.int64)
+        out = np.empty(shape, dtype=np.int64)
         dataset.read(h5s.ALL, h5s.ALL, out)
         return out
 
@@ -613,15 +614,16 @@ class _ShardScan:
         name = key.encode("utf-8", "surrogateescape")
         try:
             jpeg = h5d.open(self.h5.id, name + b"/jpeg")
-            if len(jpeg.shape) != 1 or jpeg.dtype != np.uint8:
-                return f"has a jpeg dataset of {jpeg.dtype} {jpeg.shape}, not 1-D uint8"
+            shape = jpeg.shape
+            if len(shape) != 1 or jpeg.dtype != np.uint8:
+                return f"has a jpeg dataset of {jpeg.dtype} {shape}, not 1-D uint8"
             offset = self._contiguous_offset(jpeg)
             if offset is not None and self.trusted is None:
                 self._probe(jpeg, offset)
             frame_offsets = self._offsets(h5d.open(self.h5.id, name + b"/offsets"))
         except (KeyError, OSError, TypeError, ValueError) as e:
             return f"cannot be read: {e}"
-        size = jpeg.shape[0]
+        size = shape[0]
         if frame_offsets.ndim != 1 or len(frame_offsets) != n + 1 or \
                 frame_offsets[-1] != size or frame_offsets[0] != 0 or \
                 (np.diff(frame_offsets) < 0).any():
