@@ -189,7 +189,8 @@ def make_data(root, scale, frames, size, jobs):
             shutil.rmtree(root / dataset, ignore_errors=True)
         manifest_path.unlink()
     elif root.exists() and any(root.iterdir()):
-        raise SystemExit(f"{root}: exists and is not a bench_scale data folder")
+        raise SystemExit(f"{root}: exists without a manifest.json (an interrupted run, or not "
+                         f"bench_scale's); remove it or give another DIR")
     jpeg = _tiny_jpeg(size)
     manifest = {"settings": settings, "datasets": {}}
     for dataset in SIZES:
