@@ -203,7 +203,7 @@ def world_readable_tmp():
     shutil.rmtree(path)
 
 
-def test_read_only_store_uses_the_cache_folder(stores, world_readable_tmp):
+def test_read_only_store_uses_the_cache_folder(stores, world_readable_tmp, monkeypatch):
     root = copy_tree(stores["hdf5"], world_readable_tmp / "h5")
     shutil.rmtree(root / CATALOG_DIR, ignore_errors=True)
     cache = world_readable_tmp / "cache"
@@ -222,14 +222,8 @@ def test_read_only_store_uses_the_cache_folder(stores, world_readable_tmp):
     assert not (root / CATALOG_DIR).exists()
     assert clip == _h5py_frames(root, "walk/v_walk_1", [0, 19])
     # a later process finds it there
-    os.environ["R3D_CACHE"], previous = str(cache), os.environ.get("R3D_CACHE")
-    try:
-        assert str(StoreCatalog.open(root).directory) == directory
-    finally:
-        if previous is None:
-            del os.environ["R3D_CACHE"]
-        else:
-            os.environ["R3D_CACHE"] = previous
+    monkeypatch.setenv("R3D_CACHE", str(cache))
+    assert str(StoreCatalog.open(root).directory) == directory
 
 
 # --- file descriptors: bounded, per process -----------------------------------------------------
