@@ -397,3 +397,22 @@ def test_shards_read_in_several_processes_give_the_same_catalog(many_shards, tmp
     with pytest.raises(FrameReadError, match="cannot open .*shard-00007.h5"):
         two.read_bytes(broken, [0])
     assert two.read_bytes(5, [1, 3]) == _h5py_frames(root, two.key(5), [1, 3])
+
+
+def test_without_file_locks_only_the_replaced_catalog_is_removed(stores, tmp_path,
+                                                                  monkeypatch):
+    import fcntl
+    root = copy_tree(stores["jpg"], tmp_path / "jpg")
+    first = StoreCatalog.open(root)
+    other = root / CATALOG_DIR / "0123456789ab.keys.npy"  # another process's, being written
+    other.write_bytes(b"")
+
+    def no_locks(fd, operation):
+        raise OSError(37, "No locks available")
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    second = StoreCatalog.open(root, rebuild=True)
+    names = [p.name for p in (root / CATALOG_DIR).iterdir()]
+    assert other.exists() and not any(n.startswith(first._meta["tag"]) for n in names)
+    assert second.read_bytes(second.row("jump/v_jump_1"), [1]) == \
+        [(root / "jump/v_jump_1" / frame_name(1)).read_bytes()]
+    assert StoreCatalog.open(root)._meta["tag"] == second._meta["tag"]  # loads unlocked too

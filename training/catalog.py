@@ -96,14 +96,17 @@ def _load_array(path: Path) -> np.ndarray:
 @contextmanager
 def _shared_lock(directory: Path):
     """Hold the catalog folder's lock file shared while loading (a process deriving the
-    catalog holds it exclusively); no lock where there is no lock file to open."""
+    catalog holds it exclusively); no lock where there is no lock file or no file locking."""
     try:
         fd = os.open(directory / "lock", os.O_RDONLY)
     except OSError:
         yield
         return
     try:
-        fcntl.flock(fd, fcntl.LOCK_SH)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+        except OSError:  # no locks on some network file systems
+            pass
         yield
     finally:
         os.close(fd)
@@ -230,10 +233,16 @@ class StoreCatalog(_PerProcessFiles):
                 log.info("%s: cannot write a catalog in %s (%s)", root, d, e.strerror or e)
                 continue
             try:
-                fcntl.flock(lock, fcntl.LOCK_EX)  # other processes of the run wait, then load
+                try:  # other processes of the run wait, then load what this one wrote
+                    fcntl.flock(lock, fcntl.LOCK_EX)
+                    alone = True
+                except OSError as e:  # no locks on some network file systems
+                    log.info("%s: no lock on %s (%s)", root, d, e.strerror or e)
+                    alone = False
                 meta = _read_meta(d)
                 if rebuild or not cls._fresh(meta, index):
-                    meta = _derive(root, index, d, progress, jobs)
+                    meta = _derive(root, index, d, progress, jobs, alone,
+                                   (meta or {}).get("tag"))
             finally:
                 os.close(lock)
             return cls._checked(root, d, meta, kind, max_open_files)
@@ -419,8 +428,11 @@ def _store_kind(root: Path, done: dict) -> str:
     return formats.pop()
 
 
-def _derive(root: Path, index: Path, directory: Path, progress, jobs) -> dict:
-    """Write the catalog of `root` into `directory` (under its lock) and return its meta."""
+def _derive(root: Path, index: Path, directory: Path, progress, jobs, alone=True,
+            replaced=None) -> dict:
+    """Write the catalog of `root` into `directory` and return its meta. `alone` (holding the
+    folder's lock): the files of earlier catalogs are removed; otherwise (another process may
+    be writing its own) only those of the catalog it replaces (tag `replaced`)."""
     signature = _signature(index)
     done, failed = _index_records(index)
     kind = _store_kind(root, done)
@@ -468,7 +480,8 @@ def _derive(root: Path, index: Path, directory: Path, progress, jobs) -> dict:
             os.close(fd)
     os.replace(tmp, directory / META_NAME)
     for old in directory.iterdir():  # files of earlier catalogs (readers keep their maps)
-        if old.name not in (META_NAME, "lock") and not old.name.startswith(tag + "."):
+        if old.name not in (META_NAME, "lock") and not old.name.startswith(tag + ".") and \
+                (alone or replaced and old.name.startswith(replaced + ".")):
             old.unlink()
     log.info("%s: catalog of %d videos written to %s", root, len(ids), directory)
     return meta
