@@ -13,6 +13,7 @@ computed beforehand. Also reported: the catalog's one-time derivation, and the p
 DataLoader worker would over two epochs.
 
     python tools/bench_catalog.py /tmp/bench-catalog [--shards 2000] [--rounds 5]
+    python tools/bench_catalog.py /tmp/unused --store /tmp/scale/data/kinetics700/store
 """
 import argparse
 import importlib.util
@@ -167,6 +168,11 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("dir", type=Path, help="where the synthetic store goes (DIR/store)")
+    p.add_argument("--store", type=Path,
+                   help="measure this r3d HDF5 store instead (e.g. one of bench_scale.py's); "
+                        "its catalog is derived again in it")
+    p.add_argument("--old-growth-videos", type=int, default=20000, metavar="N",
+                   help="videos the previous store's reader reads for its memory (it is slow)")
     p.add_argument("--shards", type=int, default=2000)
     p.add_argument("--videos-per-shard", type=int, default=10)
     p.add_argument("--clips", type=int, default=20000, help="clips per catalog path and round")
@@ -178,10 +184,11 @@ def main(argv=None):
     p.add_argument("--few-open", type=int, default=128,
                    help="open shards of the second catalog path (fewer than the shards)")
     args = p.parse_args(argv)
-    root = args.dir / "store"
-    t = time.perf_counter()
-    make_store(root, args.shards, args.videos_per_shard, args.jobs)
-    print(f"store ready in {time.perf_counter() - t:.0f} s", file=sys.stderr)
+    root = args.store or args.dir / "store"
+    if args.store is None:
+        t = time.perf_counter()
+        make_store(root, args.shards, args.videos_per_shard, args.jobs)
+        print(f"store ready in {time.perf_counter() - t:.0f} s", file=sys.stderr)
 
     shutil.rmtree(root / CATALOG_DIR, ignore_errors=True)
     t = time.perf_counter()
@@ -217,24 +224,30 @@ def main(argv=None):
                 rate = clips_per_second(read, plan)
                 if r >= 0:
                     rates[name, scope].append(rate)
-    # The previous store's second pass is slow and adds nothing: its first pass copies all.
-    growth = {name: worker_growth(read, ids, 1 if read == old.read_bytes else 2)
+    # The previous store's reads are slow: one pass (a second adds nothing) over at most
+    # --old-growth-videos videos.
+    growth = {name: worker_growth(read, ids, 2) if read != old.read_bytes else
+              worker_growth(read, ids[:args.old_growth_videos], 1)
               for name, (read, ids, _) in paths.items() if read != floor.read}
+    read_by = {name: len(rows) if read != old.read_bytes else min(len(rows),
+                                                                  args.old_growth_videos)
+               for name, (read, _, _) in paths.items()}
 
     load = os.getloadavg()
-    print(f"\n{len(rows):,} videos in {args.shards:,} shards; catalog derived in {derive_s:.1f} s,"
+    print(f"\n{len(rows):,} videos in {len(catalog._shards):,} shards; catalog derived in "
+          f"{derive_s:.1f} s,"
           f" opened again in {open_ms:.1f} ms; default open shards {default_max_open_files()}; "
           f"load average {load[0]:.2f} {load[1]:.2f}\n")
     print("| path | clips/s, all videos | clips/s, hot set | all / hot | reader's growth, "
           "1st pass, MB | bytes per video | 2nd pass, MB |\n|---|---:|---:|---:|---:|---:|---:|")
-    result = {"videos": len(rows), "shards": args.shards, "derive_s": derive_s,
+    result = {"videos": len(rows), "shards": len(catalog._shards), "derive_s": derive_s,
               "load": load[0], "paths": {}}
     for name in paths:
         a, h = (statistics.median(rates[name, s]) for s in ("all", "hot"))
         first, second = (growth.get(name, [0]) + [None])[:2]
         again = f"{second / 1e6:.1f}" if second is not None else "not run"
         print(f"| {name} | {a:,.0f} | {h:,.0f} | {a / h:.2f} | {first / 1e6:.1f} | "
-              f"{first / len(rows):,.0f} | {again} |")
+              f"{first / read_by[name]:,.0f} | {again} |")
         result["paths"][name] = {"all": a, "hot": h, "growth_first_pass": first,
                                  "growth_second_pass": second}
     print(json.dumps(result))
