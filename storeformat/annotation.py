@@ -184,6 +184,13 @@ def _roots_shape(roots, errors):
 def _entry_shape_problem(entry, version):
     """What would keep entry_labels, entry_segments or entry_frame_base from reading an entry,
     or None."""
+    if type(entry) is dict and "subset" in entry:  # the common shape, checked in one go
+        ann, root = entry.get("annotations", {}), entry.get("root")
+        if type(ann) is dict and "labels" not in ann and "segments" not in ann and \
+                (root is None or type(root) is str):
+            label = ann.get("label")
+            if label is None or type(label) is str:
+                return None
     if not isinstance(entry, dict):
         return "entry must be an object"
     if "subset" not in entry:

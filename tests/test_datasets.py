@@ -373,3 +373,46 @@ def test_annotation_file_built_by_r3d_annotate(tmp_path, stores):
             n = VIDEOS[f"{ds.class_names[sample.label]}/{sample.video_id}"]
             start = (n - 4) // 2
             assert levels(ds[i][0]) == list(range(start, start + 4))
+
+
+@pytest.mark.parametrize("kind", ["jpg", "hdf5"])
+def test_vectorised_sample_building_equals_the_entry_by_entry_rules(tmp_path, stores, kind,
+                                                                     monkeypatch):
+    """build_samples' fast path (r3d-annotate's entries, looked up together) gives the same
+    samples, order and problems as the entry-by-entry rules, bad entries included."""
+    import json
+
+    from annotations.cli import main as annotate
+    from training import datasets
+    out = tmp_path / "ann.json"
+    assert annotate(["folder", str(stores["src"]), "--out", str(out), "--index",
+                     str(stores[kind]), "-q"]) == 0
+    doc = json.loads(out.read_text())
+    entries = list(doc["database"].values())
+    entries[0]["annotations"]["segment"] = [5, 9]            # a part of the video
+    entries[1]["annotations"]["segment"] = [1, 400]          # past its end: a problem
+    gone = dict(entries[2], store_id="walk/v_gone")          # not in the store
+    doc["database"]["v_gone"] = gone
+    doc["database"]["v_unlabelled"] = dict(entries[3], annotations={})
+    for entry in doc["database"].values():
+        entry["subset"] = "training"
+
+    def table(fast):
+        if not fast:
+            monkeypatch.setattr(datasets._SimpleEntries, "take", lambda *a: False)
+        samples, problems = datasets.build_samples(doc, datasets.StoreSet(stores[kind], doc),
+                                                   "training")
+        monkeypatch.undo()
+        return samples, problems
+
+    (a, pa), (b, pb) = table(True), table(False)
+    assert pa == pb and {v for v, _ in pa} == {"v_gone", list(doc["database"])[1]}
+    simple = datasets._SimpleEntries(doc, datasets.StoreSet(stores[kind], doc),
+                                     {n: i for i, n in enumerate(doc["labels"])})
+    vid = list(doc["database"])[3]
+    assert simple.take(3, vid, doc["database"][vid])  # the fast path is the one tested
+    assert len(a) == len(b) == 4
+    for name in ("rows", "starts", "stops", "labels", "shifts", "label_ptr", "label_values",
+                 "ids"):
+        assert np.array_equal(getattr(a, name), getattr(b, name)), name
+    assert a.labels.tolist()[-1] == -1 and a.labels_of(len(a) - 1) == ()

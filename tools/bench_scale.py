@@ -361,12 +361,12 @@ class Context:
     def official(self, dataset):
         return self.manifest["datasets"][dataset]["official"]
 
-    def measure(self, argv, ok=(0,)):
+    def measure(self, argv, ok=(0,), stdout=subprocess.DEVNULL):
         """The Measure of a child process running `argv`."""
         with tempfile.TemporaryFile() as err:
             t = time.perf_counter()
-            child = subprocess.Popen(argv, cwd=REPO, env=self.env, stdout=subprocess.DEVNULL,
-                                     stderr=err)
+            child = subprocess.Popen(list(map(str, argv)), cwd=REPO, env=self.env,
+                                     stdout=stdout, stderr=err)
             _, status, usage = os.wait4(child.pid, 0)
             seconds = time.perf_counter() - t
             child.returncode = os.waitstatus_to_exitcode(status)
@@ -441,8 +441,176 @@ def section_check_deep(ctx):
                 "reads every video's group and offsets in every shard")]
 
 
+# ---------------------------------------------------------------- training (child probes)
+
+def _run_data(annotation, k700, mit, workdir):
+    """r3d-train's datasets for the merged file, built as r3d-train builds them."""
+    from training.loaders import build_data, build_transforms
+    from training.options import parse
+    args = parse(["--video-path", f"kinetics700={k700}", "--video-path", f"mit={mit}",
+                  "--annotation-path", str(annotation), "--result-path", str(workdir),
+                  "--sample-size", "32", "--n-threads", "0", "--no-progress",
+                  "--lr-scheduler", "multistep"])
+    return build_data(args, build_transforms(args))
+
+
+def _rss_mib(pid="self"):
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS")) / 1024
+
+
+def _private_mib(pid):
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        return sum(int(line.split()[1]) for line in f
+                   if line.startswith(("Private_Clean", "Private_Dirty"))) / 1024
+
+
+def _children(pid):
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        out.append(int(entry))
+            except (OSError, ValueError, IndexError):
+                continue
+    return out
+
+
+def probe_setup(annotation, k700, mit, workdir):
+    import gc
+    t = time.perf_counter()
+    data = _run_data(annotation, k700, mit, workdir)
+    seconds = time.perf_counter() - t
+    gc.collect()
+    print(json.dumps({"seconds": round(seconds, 1), "rss_after_mib": round(_rss_mib()),
+                      "training": len(data.train), "validation": len(data.val),
+                      "validation_windows": len(data.val_videos)}))
+
+
+def probe_json(annotation):
+    with open(annotation, "rb") as f:
+        json.load(f)
+
+
+def probe_workers(annotation, k700, mit, workdir, workers):
+    import torch
+    from torch.utils.data import DataLoader
+
+    from training.randomness import EpochSampler
+    torch.set_num_threads(1)
+    ds = _run_data(annotation, k700, mit, workdir).train
+    loader = DataLoader(ds, batch_size=64, sampler=EpochSampler(len(ds), 1),
+                        num_workers=int(workers), persistent_workers=True, prefetch_factor=2)
+    it = iter(loader)
+    next(it)
+    pids = _children(os.getpid())
+    start = {p: _private_mib(p) for p in pids}
+    t, n = time.perf_counter(), 0
+    for clips, _ in it:
+        n += len(clips)
+    seconds = time.perf_counter() - t
+    added = [_private_mib(p) - start[p] for p in pids]
+    print(json.dumps({"videos": len(ds), "workers": len(pids), "clips_s": round(n / seconds),
+                      "added_mib_max": round(max(added), 1),
+                      "added_mib_mean": round(sum(added) / len(added), 1),
+                      "added_bytes_per_video_max": round(max(added) * 2**20 / len(ds), 1)}))
+
+
+def probe_reads(annotation, k700, mit, workdir, rounds=5, clips=2000):
+    import random
+    import statistics
+
+    import torch
+    torch.set_num_threads(1)
+    ds = _run_data(annotation, k700, mit, workdir).train
+    rng = random.Random(0)
+    rates = {"all": [], "hot": []}
+    for r in range(int(rounds)):
+        for name, population in (("all", len(ds)), ("hot", min(1024, len(ds)))):
+            keys = [(r, rng.randrange(population)) for _ in range(int(clips))]
+            t = time.process_time()
+            for key in keys:
+                ds[key]
+            rates[name].append(len(keys) / (time.process_time() - t))
+    all_, hot = statistics.median(rates["all"]), statistics.median(rates["hot"])
+    print(json.dumps({"all_clips_per_cpu_s": round(all_), "hot_clips_per_cpu_s": round(hot),
+                      "all_over_hot": round(all_ / hot, 2)}))
+
+
+def probe_loader(annotation, k700, mit, workdir, rounds=3, batches=30):
+    import statistics
+
+    import torch
+    from torch.utils.data import DataLoader, RandomSampler
+    torch.set_num_threads(1)
+    ds = _run_data(annotation, k700, mit, workdir).train
+    rates = {w: [] for w in (0, 1, 2)}
+    for _ in range(int(rounds)):
+        for w in rates:
+            loader = DataLoader(ds, batch_size=64, num_workers=w,
+                                sampler=RandomSampler(ds, replacement=True,
+                                                      num_samples=(int(batches) + 2) * 64))
+            it = iter(loader)
+            next(it)
+            t, n = time.perf_counter(), 0
+            for clips, _ in it:
+                n += len(clips)
+            rates[w].append(n / (time.perf_counter() - t))
+    med = {w: statistics.median(v) for w, v in rates.items()}
+    print(json.dumps({f"workers_{w}_clips_s": round(v) for w, v in med.items()}
+                     | {"two_workers_over_in_process": round(med[2] / med[0], 2)}))
+
+
+PROBES = {"setup": probe_setup, "json": probe_json, "workers": probe_workers,
+          "reads": probe_reads, "loader": probe_loader}
+
+
+def _train_probe(ctx, name, *extra):
+    """(Measure, printed JSON) of a training probe on the merged file in a child process."""
+    argv = [sys.executable, __file__, "--probe", name, ctx.annotation("km"),
+            ctx.store("kinetics700"), ctx.store("mit"), ctx.out / "train", *map(str, extra)]
+    out = ctx.out / f"probe_{name}.json"
+    with open(out, "wb") as f:
+        measure = ctx.measure(argv, stdout=f)
+    return measure, json.loads(out.read_text().strip().splitlines()[-1])
+
+
+def section_catalog(ctx):
+    stores = [ctx.store(d) for d in SIZES]
+    rebuild = ctx.measure([sys.executable, "-m", "training.catalog", "--rebuild", *stores])
+    again = ctx.measure([sys.executable, "-m", "training.catalog", *stores])
+    return [Row("catalog: derive both stores", rebuild, None, "once per store"),
+            Row("catalog: open both (up to date)", again, None, "")]
+
+
+def section_setup(ctx):
+    measure, info = _train_probe(ctx, "setup")
+    base = ctx.measure([sys.executable, __file__, "--probe", "json", ctx.annotation("km")])
+    return [Row("r3d-train data setup (train + val)", measure, base,
+                f"{info}; baseline: json.load of the file alone")]
+
+
+def section_workers(ctx):
+    measure, info = _train_probe(ctx, "workers", ctx.workers)
+    return [Row(f"full pass, {ctx.workers} workers", measure, None, str(info))]
+
+
+def section_reads(ctx):
+    measure, info = _train_probe(ctx, "reads")
+    return [Row("clips from all videos vs a hot set", measure, None, str(info))]
+
+
+def section_loader(ctx):
+    measure, info = _train_probe(ctx, "loader")
+    return [Row("DataLoader 0 / 1 / 2 workers", measure, None, str(info))]
+
+
 SECTIONS = {"annotate": section_annotate, "merge": section_merge, "subset": section_subset,
-            "check": section_check, "check_deep": section_check_deep}
+            "check": section_check, "check_deep": section_check_deep,
+            "catalog": section_catalog, "setup": section_setup, "workers": section_workers,
+            "reads": section_reads, "loader": section_loader}
 
 
 # ---------------------------------------------------------------- report
@@ -467,6 +635,9 @@ def main(argv=None):
     if argv[:1] == ["--baseline"]:
         BASELINES[argv[1]](*argv[2:])
         return 0
+    if argv[:1] == ["--probe"]:
+        PROBES[argv[1]](*argv[2:])
+        return 0
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("dir", type=Path, help="where the data (DIR/data) and outputs (DIR/out) go")
@@ -478,6 +649,8 @@ def main(argv=None):
     p.add_argument("--only", nargs="+", choices=sorted(SECTIONS), metavar="SECTION",
                    help=f"run only these sections ({', '.join(SECTIONS)})")
     p.add_argument("--jobs", type=int, default=2, help="processes writing shards (default 2)")
+    p.add_argument("--workers", type=int, default=8,
+                   help="DataLoader workers of the 'workers' section (default 8)")
     args = p.parse_args(argv)
     t = time.perf_counter()
     print(f"data under {args.dir / 'data'} (scale {args.scale}):", file=sys.stderr)
@@ -486,6 +659,7 @@ def main(argv=None):
     out = args.dir / "out"
     out.mkdir(parents=True, exist_ok=True)
     ctx = Context(manifest, out)
+    ctx.workers = args.workers
     rows = []
     for name in args.only or SECTIONS:
         print(f"{name} ...", file=sys.stderr)
@@ -495,6 +669,9 @@ def main(argv=None):
     print(f"\n{videos:,} videos in {shards:,} shards (scale {args.scale}); "
           f"load average {os.getloadavg()[0]:.2f}\n")
     print(_table(rows))
+    for r in rows:
+        if r.note:
+            print(f"- {r.name}: {r.note}")
     print(json.dumps({"scale": args.scale, "videos": videos, "shards": shards,
                       "rows": [r.as_dict() for r in rows]}))
     return 0

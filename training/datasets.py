@@ -211,28 +211,145 @@ def _segment_list(ann):
 
 
 def build_samples(doc, stores: StoreSet, subset, segments="each"):
-    """The samples of `subset` (None: all) as a SampleTable, and the problems found, as
-    (video id, reason)."""
+    """The samples of `subset` (None: all) as a SampleTable, in the file's order, and the
+    problems found, as (video id, reason).
+
+    Entries of the common shape (one label or none, a frame segment or none, a ``store_id``,
+    a root with a declared frame base searched in one store) are looked up and checked
+    together with numpy (`_SimpleEntries`); every other entry, and any simple one that misses
+    or does not fit its video, goes through `_entry_samples`, whose rules and messages are
+    the reference."""
     if segments not in SEGMENT_MODES:
         raise ValueError(f"segments must be one of {SEGMENT_MODES}, got {segments!r}")
     class_index = {name: i for i, name in enumerate(doc["labels"])}
-    columns = [array("q") for _ in range(5)]  # rows, starts, stops, labels, shifts
+    simple = _SimpleEntries(doc, stores, class_index)
+    columns = [array("q") for _ in range(6)]  # position, row, start, stop, label, shift
     label_lists, ids, problems = [], [], []
-    for vid, entry in doc["database"].items():
-        if subset is not None and entry.get("subset") != subset:
-            continue
+
+    def add(position, vid, entry):
         try:
             found = _entry_samples(vid, entry, doc, stores, class_index, segments)
         except (ValueError, LookupError, FrameReadError) as e:
-            problems.append((vid, str(e)))
-            continue
+            problems.append((position, vid, str(e)))
+            return
         for row, frames, label, labels, shift in found:
-            for column, value in zip(columns, (row, frames.start, frames.stop, label, shift)):
+            values = (position, row, frames.start, frames.stop, label, shift)
+            for column, value in zip(columns, values):
                 column.append(value)
             label_lists.append(labels)
             ids.append(vid)
+
+    database = doc["database"]
+    for position, (vid, entry) in enumerate(database.items()):
+        if subset is not None and entry.get("subset") != subset:
+            continue
+        if not simple.take(position, vid, entry):
+            add(position, vid, entry)
+    fast = simple.resolve()  # position, row, start, stop, label, shift; then video ids
+    for position, vid in simple.leftovers():
+        add(position, vid, database[vid])
     stores.freeze()
-    return SampleTable(stores, *columns, label_lists, ids), problems
+    merged = [np.concatenate([np.frombuffer(c, dtype=np.int64), f])
+              for c, f in zip(columns, fast[:6])]
+    order = np.argsort(merged[0], kind="stable")
+    label_lists += [simple.labels(label) for label in fast[4].tolist()]
+    ids += fast[6]
+    table = SampleTable(stores, *(m[order] for m in merged[1:]),
+                        [label_lists[i] for i in order.tolist()],
+                        [ids[i] for i in order.tolist()])
+    problems.sort(key=lambda p: p[0])
+    return table, [(vid, reason) for _, vid, reason in problems]
+
+
+class _SimpleEntries:
+    """The entries of build_samples' fast path, gathered one by one and resolved together."""
+
+    def __init__(self, doc, stores, class_index):
+        self.doc, self.stores, self.class_index = doc, stores, class_index
+        self._roots = {}  # root -> declared frame base, or None when not simple
+        self.groups = {}  # root -> lists of positions, keys, labels, segment starts and stops
+        self._singles = [(i,) for i in range(len(class_index))]
+        self._left = []
+
+    def _base(self, root):
+        if root not in self._roots:
+            base = root_frame_base(self.doc, root)
+            try:
+                one_store = len(self.stores._search(root)) == 1
+            except LookupError:
+                one_store = False
+            self._roots[root] = base if one_store else None
+        return self._roots[root]
+
+    def take(self, position, vid, entry) -> bool:
+        """Keep an entry of the simple shape for `resolve`; False for any other."""
+        ann = entry.get("annotations")
+        key = entry.get("store_id")
+        if type(ann) is not dict or type(key) is not str or not key or "key" in entry \
+                or "segments" in ann or "labels" in ann:
+            return False
+        root = entry.get("root")
+        if self._base(root) is None:
+            return False
+        name = ann.get("label")
+        label = -1 if name is None else self.class_index.get(name)
+        segment = ann.get("segment")
+        if label is None:
+            return False
+        if segment is None:
+            a, b = 0, -1
+        elif type(segment) is list and len(segment) == 2 and type(segment[0]) is int \
+                and type(segment[1]) is int:
+            a, b = segment
+        else:
+            return False
+        group = self.groups.get(root)
+        if group is None:
+            group = self.groups[root] = (array("q"), [], array("q"), array("q"), array("q"),
+                                         [])
+        group[0].append(position)
+        group[1].append(key)
+        group[2].append(label)
+        group[3].append(a)
+        group[4].append(b)
+        group[5].append(vid)
+        return True
+
+    def resolve(self):
+        """Arrays (position, row, start, stop, label, shift) of every entry found in its store
+        whose segment fits its video, and their video ids; the others are left for
+        `leftovers`."""
+        parts = []
+        for root, (positions, keys, labels, starts, stops, vids) in self.groups.items():
+            positions, labels, starts, stops = (np.frombuffer(x, dtype=np.int64) for x in
+                                                (positions, labels, starts, stops))
+            rows = self.stores.find_many(root, keys)
+            n = np.zeros(len(rows), dtype=np.int64)
+            first = np.zeros(len(rows), dtype=np.int64)
+            found = rows >= 0
+            n[found] = self.stores.n_frames_many(rows[found])
+            first[found] = self.stores.first_frames(rows[found])
+            shift = first - self._roots[root]
+            whole = stops < starts  # no segment: the whole video
+            a = np.where(whole, first, starts + shift)
+            b = np.where(whole, first + n, stops + shift)
+            kept = found & (n >= 1) & (first <= a) & (a < b) & (b <= first + n)
+            self._left += [(p, vids[i]) for i, p in zip(np.flatnonzero(~kept).tolist(),
+                                                         positions[~kept].tolist())]
+            keep = np.flatnonzero(kept)
+            parts.append([x[keep] for x in (positions, rows, a, b, labels, shift)]
+                         + [[vids[i] for i in keep.tolist()]])
+        if not parts:
+            return [np.zeros(0, dtype=np.int64)] * 6 + [[]]
+        return [np.concatenate([p[k] for p in parts]) for k in range(6)] + \
+            [[v for p in parts for v in p[6]]]
+
+    def labels(self, label):
+        return self._singles[label] if label >= 0 else ()
+
+    def leftovers(self):
+        """(position, video id) of the entries `resolve` could not place."""
+        return self._left
 
 
 def _guess_frame_base(ann, spans, first, n):
