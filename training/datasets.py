@@ -34,7 +34,6 @@ from array import array
 import logging
 import math
 import os
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -48,7 +47,7 @@ from .decode import ClipBuffers, DecodeError, decode_clip, jpeg_size, scaled_siz
 from .region import decode_region_clip, region_decoder
 from .randomness import item_rng
 from .sampling import SlidingWindow, TemporalEvenCrop, TemporalRandomCrop
-from .stores import FrameReadError, FrameStore, VideoNotFound, open_store
+from .stores import FrameReadError, VideoNotFound
 from .transforms import eval_transform, train_transform
 
 log = logging.getLogger(__name__)

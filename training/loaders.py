@@ -7,7 +7,6 @@ Workers send uint8 clips; `Inputs` (training.engine) converts and normalises who
 the device. The training order and every random draw come from training.randomness, so they
 do not depend on the workers.
 """
-import logging
 from dataclasses import dataclass
 from typing import Optional
 
@@ -22,8 +21,6 @@ from .evaluation import EvaluationError, resolve_subset
 from .randomness import EpochSampler
 from .sampling import SlidingWindow, TemporalCenterCrop, TemporalEvenCrop, TemporalRandomCrop
 from .transforms import eval_transform, train_transform
-
-log = logging.getLogger(__name__)
 
 
 class FirstChannels:
