@@ -257,6 +257,16 @@ def test_torchrun_gloo_two_processes_one_set_of_logs(data, tmp_path):
     assert set(results) == {v for v, e in doc["database"].items() if e["subset"] == "validation"}
     assert not any(k.startswith("module.")
                    for k in torch.load(out / "last.pth", weights_only=True)["state_dict"])
+    # scores summed with all_reduce over 2 processes equal one process's
+    single = tmp_path / "single"
+    assert _train(data, single, "--no-train", "--no-val", "--inference", "--resume-path",
+                  out / "last.pth") == 0
+    alone = json.loads((single / "validation.json").read_text())["results"]
+    assert set(alone) == set(results)
+    for vid, res in results.items():
+        assert [r["label"] for r in res] == [r["label"] for r in alone[vid]]
+        assert [r["score"] for r in res] == pytest.approx([r["score"] for r in alone[vid]],
+                                                          abs=1e-6)
 
 
 @pytest.mark.parametrize("extra, message", [

@@ -77,6 +77,16 @@ def all_reduce_tensor(ctx: Context, t: torch.Tensor) -> torch.Tensor:
     return t
 
 
+def broadcast_buffers(ctx: Context, module) -> None:
+    """Give every process rank 0's buffers (BatchNorm running statistics): each DDP process
+    updates its own in its last training step, so without this the processes would evaluate
+    slightly different models, none of them quite the one rank 0 saves."""
+    if not ctx.distributed:
+        return
+    for buf in module.buffers():
+        dist.broadcast(buf.data, src=0)
+
+
 def all_true(ctx: Context, flag: bool) -> bool:
     """True when `flag` is true on every process (so all of them stop together)."""
     if not ctx.distributed:

@@ -11,6 +11,7 @@ from typing import Optional
 
 import torch
 
+from .distributed import broadcast_buffers
 from .engine import NonFiniteLoss, score_windows, top_results, train_epoch, validate_clips
 from .evaluation import video_metrics
 from .logs import BATCH_COLUMNS, TRAIN_COLUMNS, VAL_COLUMNS, CsvLog, TensorBoard
@@ -73,6 +74,7 @@ class Fit:
 
     def validate(self, epoch):
         row = {}
+        broadcast_buffers(self.ctx, self.state.model)
         loss, acc = validate_clips(self.state.model, self.loaders["val"], self.criterion,
                                    self.ctx, epoch, amp=self.s.amp, inputs=self.inputs["val"],
                                    multilabel=self.s.multilabel, progress=self.s.progress)
@@ -173,6 +175,7 @@ class Fit:
         """Score every window of the inference subset; write RESULT_PATH/<subset>.json (main
         process). Non-finite scores are refused, never written."""
         ds, loader, subset = self.loaders["infer"]
+        broadcast_buffers(self.ctx, self.state.model)
         sums, counts, windows = score_windows(self.state.model, loader, len(ds.samples),
                                               len(class_names), self.ctx, amp=self.s.amp,
                                               inputs=self.inputs["infer"],
