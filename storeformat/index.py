@@ -25,21 +25,29 @@ def read_index(path) -> dict:
     if records is not None:
         return records
     records = {}
-    last = len(lines) - 1
+    last = len(lines)
     for lineno, raw in enumerate(lines, 1):
-        if not raw.strip():
-            continue
-        try:
-            rec = json.loads(raw)
-            if not isinstance(rec, dict) or "id" not in rec or "status" not in rec:
-                raise ValueError("record without 'id' and 'status'")
-        except ValueError as e:
-            if lineno - 1 == last:
-                log.warning("%s: ignoring incomplete last line %d (interrupted write)", path, lineno)
-                continue
-            raise ValueError(f"{path}:{lineno}: malformed index record: {e}") from None
-        records[rec["id"]] = rec
+        rec = parse_index_line(raw, path, lineno, lineno == last)
+        if rec is not None:
+            records[rec["id"]] = rec
     return records
+
+
+def parse_index_line(raw: bytes, path, lineno: int, last: bool):
+    """The record of one index line, or None for a blank line or a torn `last` line (a crash
+    while appending; logged). A malformed line elsewhere raises ValueError naming the line."""
+    if not raw.strip():
+        return None
+    try:
+        rec = json.loads(raw)
+        if not isinstance(rec, dict) or "id" not in rec or "status" not in rec:
+            raise ValueError("record without 'id' and 'status'")
+    except ValueError as e:
+        if last:
+            log.warning("%s: ignoring incomplete last line %d (interrupted write)", path, lineno)
+            return None
+        raise ValueError(f"{path}:{lineno}: malformed index record: {e}") from None
+    return rec
 
 
 def _read_whole(lines):

@@ -367,7 +367,7 @@ def test_torn_last_index_line_is_ignored_and_a_malformed_one_is_an_error(stores,
     assert len(catalog) == 4 and catalog.row("walk/v_new") is None
     assert "ignoring incomplete last line 5" in caplog.text
     (root / INDEX_NAME).write_text('{"id": "x", "status"\n' + text)
-    with pytest.raises(ValueError, match=r"index.jsonl: line 1: malformed index record"):
+    with pytest.raises(ValueError, match=r"index.jsonl:1: malformed index record"):
         StoreCatalog.open(root)
 
 

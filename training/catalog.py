@@ -31,6 +31,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from storeformat import INDEX_NAME, SETTINGS_NAME, read_settings
+from storeformat.index import parse_index_line
 from storeformat.hdf5 import HDF5_LAYOUT, attr_value, video_key
 
 from .stores import (FrameReadError, FrameStore, VideoNotFound, _PerProcessFiles, open_store,
@@ -385,20 +386,10 @@ def _index_records(index: Path):
     done, failed = {}, {}
     with open(index, "rb") as f:
         for lineno, raw in enumerate(f, 1):
-            if not raw.strip():
-                continue
-            try:
-                rec = json.loads(raw)
-                if not isinstance(rec, dict) or "id" not in rec or "status" not in rec:
-                    raise ValueError("record without 'id' and 'status'")
-            except ValueError as e:
-                if not raw.endswith(b"\n"):  # the last line, cut short by a crash
-                    log.warning("%s: ignoring incomplete last line %d (interrupted write)",
-                                index, lineno)
-                    continue
-                raise ValueError(f"{index}: line {lineno}: malformed index record: {e}") \
-                    from None
-            _keep(rec, done, failed)
+            # only a line without its newline can be the torn tail of a crash
+            rec = parse_index_line(raw, index, lineno, not raw.endswith(b"\n"))
+            if rec is not None:
+                _keep(rec, done, failed)
     return done, failed
 
 

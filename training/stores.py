@@ -62,6 +62,8 @@ class FrameStore:
 
     #: Number of a video's first frame in this layout.
     first_frame = 1
+    #: The store's catalog (training.catalog.StoreCatalog) when it has an index, else None.
+    catalog = None
 
     def __init__(self, root):
         self.root = Path(root)
@@ -83,11 +85,19 @@ class FrameStore:
 
     def fps(self, video):
         """Frame rate recorded for a video, or None when the store does not know it."""
-        return None
+        row = self.catalog.row(video) if self.catalog is not None else None
+        return self.catalog.fps(row) if row is not None else None
 
     def failure(self, video):
         """Why a video is absent from the store (a failed conversion), or None."""
-        return None
+        return self.catalog.failure(video) if self.catalog is not None else None
+
+    def _row(self, video):
+        """The video's row in the store's catalog; VideoNotFound when it has none."""
+        row = self.catalog.row(video)
+        if row is None:
+            raise self._missing(video)
+        return row
 
     def read(self, video, frames, factor: int = 1) -> np.ndarray:
         """Decode `frames` of `video` into uint8 T x H x W x 3 (at 1/`factor` size)."""
@@ -139,19 +149,6 @@ class JpegDirStore(FrameStore):
         if self.catalog is not None:
             return self.catalog.row(video) is not None
         return (self.root / video).is_dir()
-
-    def failure(self, video):
-        return self.catalog.failure(video) if self.catalog is not None else None
-
-    def fps(self, video):
-        row = self.catalog.row(video) if self.catalog is not None else None
-        return self.catalog.fps(row) if row is not None else None
-
-    def _row(self, video):
-        row = self.catalog.row(video)
-        if row is None:
-            raise self._missing(video)
-        return row
 
     def video_dir(self, video) -> Path:
         if self.catalog is not None:
@@ -309,19 +306,6 @@ class Hdf5Store(FrameStore):
 
     def __contains__(self, video) -> bool:
         return self.catalog.row(video) is not None
-
-    def failure(self, video):
-        return self.catalog.failure(video)
-
-    def fps(self, video):
-        row = self.catalog.row(video)
-        return self.catalog.fps(row) if row is not None else None
-
-    def _row(self, video):
-        row = self.catalog.row(video)
-        if row is None:
-            raise self._missing(video)
-        return row
 
     def n_frames(self, video) -> int:
         return self.catalog.n_frames(self._row(video))
