@@ -1,12 +1,12 @@
 """r3d-annotate: build, merge, subset, summarize and check unified annotation files."""
 import argparse
-import gc
 import logging
 import sys
-from contextlib import contextmanager
 from pathlib import Path
 
 import simplejson
+
+from storeformat.annotation import cycle_collector_paused
 
 from . import stats as stats_mod
 from .builders import BuildOptions, activitynet, custom, hmdb51, kinetics, mit, ucf101
@@ -284,27 +284,13 @@ def _check(args):
     return 0 if all(r.ok for r in results) else 1
 
 
-@contextmanager
-def _cycle_collector_paused():
-    """The commands build and walk large acyclic JSON documents, which reference counting frees:
-    the cycle collector would only rescan them over and over (a third of check's CPU time on
-    73,000 videos, tools/bench_scale.py)."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
-
-
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="%(levelname)s %(message)s", stream=sys.stderr)
     handlers = {"merge": _merge, "subset": _subset, "stats": _stats, "check": _check}
     try:
-        with _cycle_collector_paused():
+        with cycle_collector_paused():
             return handlers.get(args.command, _build)(args)
     except AnnotationError as e:
         print(f"r3d-annotate: error: {e}", file=sys.stderr)

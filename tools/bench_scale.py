@@ -480,6 +480,9 @@ def _children(pid):
 
 def probe_setup(annotation, k700, mit, workdir):
     import gc
+
+    import training.loaders  # noqa: F401  (imports are not setup: torch alone takes ~1.5 s)
+    import training.options  # noqa: F401
     t = time.perf_counter()
     data = _run_data(annotation, k700, mit, workdir)
     seconds = time.perf_counter() - t

@@ -12,6 +12,8 @@ from typing import Optional
 
 from torch.utils.data import DataLoader
 
+from storeformat.annotation import cycle_collector_paused
+
 from .annotation_file import read_annotation_file
 from .builders import TrainingSetupError
 from .datasets import (InferenceWindows, StoreSet, TrainingClips, ValidationClips,
@@ -73,7 +75,13 @@ class RunData:
 
 
 def build_data(args, transforms) -> RunData:
-    """Read the annotation once and build every dataset the options ask for."""
+    """Read the annotation once and build every dataset the options ask for (with the cycle
+    collector paused: the file's million entries are acyclic)."""
+    with cycle_collector_paused():
+        return _build_data(args, transforms)
+
+
+def _build_data(args, transforms) -> RunData:
     doc = read_annotation_file(args.annotation_path)
     stores = StoreSet(args.stores, doc)
     train_tf, val_tf, infer_tf = transforms
