@@ -253,11 +253,15 @@ def _check_document(doc, version, errors, require_frames):
         _check_label_sources(doc.get("label_sources"), len(labels), errors)
         if not isinstance(doc.get("history", []), list):
             errors.append("'history' must be a list")
+    bases = {}  # root name -> frame base, read once per root
     for vid, entry in doc["database"].items():
         if len(errors) > MAX_REPORTED_ERRORS * 5:
             break
-        _check_entry(vid, entry, doc, label_set, roots, sources, multi, version, require_frames,
-                     errors)
+        root = entry.get("root")
+        base = bases[root] if root in bases else bases.setdefault(
+            root, entry_frame_base(doc, root))
+        _check_entry(vid, entry, base, label_set, roots, sources, multi, version,
+                     require_frames, errors)
 
 
 def _check_roots(roots, errors):
@@ -287,7 +291,7 @@ def _check_label_sources(label_sources, n_labels, errors):
             return
 
 
-def _check_entry(vid, entry, doc, label_set, roots, sources, multi, version, require_frames,
+def _check_entry(vid, entry, base, label_set, roots, sources, multi, version, require_frames,
                  errors):
     where = f"video {vid!r}"
     subset = entry.get("subset")
@@ -333,7 +337,6 @@ def _check_entry(vid, entry, doc, label_set, roots, sources, multi, version, req
         if path is not None and not _posix_without_dotdot(path):
             errors.append(f"{where}: video_path {path!r} must be a '/'-separated path "
                           "without '..'")
-    base = entry_frame_base(doc, entry.get("root"))
     n_frames = entry.get("n_frames")
     if n_frames is not None and (not _is_int(n_frames) or n_frames < 0):
         errors.append(f"{where}: n_frames {n_frames!r} must be a non-negative integer")
@@ -389,7 +392,7 @@ def _is_span(sec):
 
 
 def _is_int(x):
-    return isinstance(x, int) and not isinstance(x, bool)
+    return type(x) is int or (isinstance(x, int) and not isinstance(x, bool))
 
 
 def _posix_without_dotdot(path):
