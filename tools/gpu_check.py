@@ -42,7 +42,7 @@ def check_family(model_name, depth, ft, opts, ctx):
     from torch import nn
 
     from training.builders import place_model
-    from training.engine import Inputs, autocast
+    from training.engine import Inputs, autocast, optimizer_step
     from training.models import generate_model
     from training.transforms import normalize
 
@@ -66,14 +66,7 @@ def check_family(model_name, depth, ft, opts, ctx):
         t0 = time.perf_counter()
         with autocast(ctx.device, opts.amp):
             loss = loss_fn(placed.model(prepare(clips)).float(), targets)
-        optimizer.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            loss.backward()
-            optimizer.step()
+        optimizer_step(loss, optimizer, scaler)
         torch.cuda.synchronize()
         if step >= 2:  # the first steps pick cuDNN algorithms
             times.append(time.perf_counter() - t0)

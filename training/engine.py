@@ -99,6 +99,18 @@ def _inputs(ctx, inputs):
     return inputs if inputs is not None else Inputs(ctx.device)
 
 
+def optimizer_step(loss, optimizer, scaler=None) -> None:
+    """Backward pass and parameter update, through the gradient scaler under fp16."""
+    optimizer.zero_grad(set_to_none=True)
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        loss.backward()
+        optimizer.step()
+
+
 def train_epoch(model, loader, criterion, optimizer, ctx, epoch, *, scaler=None, amp=None,
                 inputs=None, multilabel=False, on_batch=None, progress=True):
     """Train one epoch; returns (mean loss, clip accuracy) over every process's clips.
@@ -122,14 +134,7 @@ def train_epoch(model, loader, criterion, optimizer, ctx, epoch, *, scaler=None,
                 "another process's loss is not finite"
             raise NonFiniteLoss(f"epoch {epoch}, batch {batch}: {where}; lower "
                                 f"--learning-rate, or check the inputs")
-        optimizer.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            loss.backward()
-            optimizer.step()
+        optimizer_step(loss, optimizer, scaler)
         n = inputs.size(0)
         hits = _hits(outputs.detach(), targets, multilabel)
         total_loss += loss.item() * n
