@@ -7,7 +7,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -91,6 +90,21 @@ def test_training_reduces_loss_and_writes_logs(data, tmp_path):
     assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+KILL_IN_EPOCH_3 = """
+import os, signal, sys
+import training.fit as fit
+real = fit.train_epoch
+def train_epoch(model, loader, criterion, optimizer, ctx, epoch, **kwargs):
+    if epoch == 3:
+        next(iter(loader))
+        os.killpg(0, signal.SIGKILL)
+    return real(model, loader, criterion, optimizer, ctx, epoch, **kwargs)
+fit.train_epoch = train_epoch
+from training.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
 @pytest.mark.parametrize("workers", [0, 1, 2])
 def test_killed_run_resumes_to_the_same_weights(data, tmp_path, workers):
     """Every run in its own process with one thread, so that the reference, the killed and the
@@ -111,17 +125,13 @@ def test_killed_run_resumes_to_the_same_weights(data, tmp_path, workers):
         assert subprocess.run(cmd(plain, 0), env=env, capture_output=True).returncode == 0
         assert [r["loss"] for r in _rows(plain / "train.csv")] == \
             [r["loss"] for r in _rows(ref / "train.csv")]
-    proc = subprocess.Popen(cmd(killed), env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None:
-        log = killed / "train.csv"
-        if log.exists() and len(_rows(log)) >= 2:
-            break
-        time.sleep(0.02)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert proc.returncode != 0, "the run ended before it was killed"
+    # Killed (SIGKILL, workers and all) once epoch 3 has drawn its first batch: a fixed point
+    # mid-run, whatever the machine's load.
+    killer = [sys.executable, "-c", KILL_IN_EPOCH_3, *cmd(killed)[3:]]
+    proc = subprocess.run(killer, env=env, capture_output=True, text=True,
+                          start_new_session=True)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    assert [r["epoch"] for r in _rows(killed / "train.csv")] == ["1", "2"]
     resumed = subprocess.run(cmd(killed), env=env, capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming from" in resumed.stdout
