@@ -8,8 +8,13 @@ and their frame numbering is not stated (a reader uses the store's own).
 import gc
 import json
 import math
+from array import array
 from contextlib import contextmanager
 from pathlib import Path
+
+import numpy as np
+
+from .jsonstream import NotAnObject, StreamError, read_object_streaming
 
 FORMAT_NAME = "r3d-annotations"
 SCHEMA_VERSION = 1
@@ -69,6 +74,115 @@ def load_annotation(path, *, full=True, require_frames=False) -> dict:
     return doc
 
 
+#: Top-level fields an entry's reading depends on (a streamed file should give them before
+#: its 'database', as r3d-annotate writes them).
+HEADER_FIELDS = ("format", "version", "labels", "multi_label", "roots")
+
+
+def stream_annotation(path, start) -> dict:
+    """Read an annotation file entry by entry, for readers that keep columns rather than a
+    million dicts: ``start(header)`` gets the document's other top-level fields and returns a
+    callable taking (video id, entry), called for each entry in file order. The shape is
+    checked as by ``load_annotation(full=False)``, and a video id given twice is refused (the
+    whole-file readers would keep the last); errors raise AnnotationError once the file is
+    read. Returns the header. A file whose header fields follow its 'database' is read twice
+    (start is called again, with the whole header)."""
+    path = Path(path)
+    header, later = _stream_pass(path, start, None)
+    if later:
+        header, _ = _stream_pass(path, start, header)
+    return header
+
+
+def _stream_pass(path, start, known):
+    """One reading of `path`; `known`: the whole header, from a first reading. Returns (the
+    header, whether another reading is needed: the header was not whole when the entries
+    began)."""
+    errors, hashes, state = [], array("q"), {}
+
+    def begin(header):
+        # Entries are handed over only under a header that is whole and well formed so far;
+        # otherwise they are only shape-checked, and a second reading hands them over.
+        whole = known is not None or not _top_level_errors(header)
+        state.update(seen=set(header), whole=whole)
+        version = _top_level_version(known if known is not None else header)
+        take = start(known if known is not None else header) if whole else None
+
+        def on_entry(vid, entry):
+            hashes.append(hash(vid))
+            problem = _entry_shape_problem(entry, version)
+            if problem:
+                if len(errors) < MAX_REPORTED_ERRORS:
+                    errors.append(f"video {vid!r}: {problem}")
+            elif take is not None:
+                take(vid, entry)
+        return on_entry
+
+    try:
+        with open(path, encoding="utf-8") as f, cycle_collector_paused():
+            header, streamed = read_object_streaming(f, "database", begin)
+    except FileNotFoundError:
+        raise AnnotationFileMissing(f"{path}: no such annotation file") from None
+    except OSError as e:
+        raise AnnotationError(f"{path}: cannot be read: {e.strerror}") from None
+    except (StreamError, UnicodeDecodeError) as e:
+        raise AnnotationError(f"{path}: not valid JSON: {e}") from None
+    except NotAnObject as e:
+        header, streamed = e.value, False
+    if streamed:
+        late = [k for k in HEADER_FIELDS if k in header and k not in state["seen"]]
+        doc = dict(header, database={})
+    else:
+        late, doc = [], header
+    top = []
+    _shape_errors(doc, top)
+    _raise(top + errors, path)
+    if known is None and (late or not state.get("whole", True)):
+        return header, True
+    _refuse_repeated_ids(path, hashes)
+    return header, False
+
+
+def _top_level_errors(header) -> list:
+    """The problems of a document's top-level fields (its entries aside)."""
+    errors = []
+    _shape_errors(dict(header, database={}), errors)
+    return errors
+
+
+def _top_level_version(header) -> int:
+    """The schema version a header states (0, the most lenient for entries, when it does not
+    state a valid one)."""
+    errors = []
+    version = _shape_errors(dict(header, labels=[], database={}), errors)
+    return 0 if errors else version
+
+
+def _refuse_repeated_ids(path, hashes):
+    """AnnotationError naming a video id that the file's database gives twice (found by the
+    ids' hashes; a second reading names it)."""
+    values, counts = np.unique(np.frombuffer(hashes, dtype=np.int64), return_counts=True)
+    twice = set(values[counts > 1].tolist())
+    if not twice:
+        return
+    seen, repeated = set(), []
+
+    def begin(header):
+        def on_entry(vid, entry):
+            if hash(vid) in twice:
+                if vid in seen:
+                    repeated.append(vid)
+                seen.add(vid)
+        return on_entry
+
+    with open(path, encoding="utf-8") as f, cycle_collector_paused():
+        read_object_streaming(f, "database", begin)
+    if repeated:
+        raise AnnotationError(f"{path}: video id {repeated[0]!r} appears "
+                              f"{1 + repeated.count(repeated[0])} times in 'database' "
+                              f"({len(set(repeated))} repeated id(s))")
+
+
 def file_version(doc) -> int:
     """Schema version of a (shape-checked) document: 0 for the reference's files."""
     return doc["version"] if "format" in doc else 0
@@ -126,7 +240,7 @@ def validate(doc, path="<annotation>", *, require_frames=False) -> None:
     """Raise AnnotationError listing (up to 20 of) the problems of a document (one line when
     there is one)."""
     errors = []
-    version = _shape_errors(doc, errors)
+    version = _shape_errors(doc, errors, entries=False)
     if not errors:
         _check_document(doc, version, errors, require_frames)
     _raise(errors, path)
@@ -142,9 +256,9 @@ def _raise(errors, path):
         raise AnnotationError(f"{path}: {len(errors)} problem(s):\n  {shown}{tail}")
 
 
-def _shape_errors(doc, errors):
-    """Append the structural problems of `doc` to `errors`; return its schema version (0 when
-    it cannot be told)."""
+def _shape_errors(doc, errors, entries=True):
+    """Append the structural problems of `doc` (and of its entries, with `entries`) to
+    `errors`; return its schema version (0 when it cannot be told)."""
     if not isinstance(doc, dict):
         errors.append(f"top level is a {type(doc).__name__}, expected an object")
         return 0
@@ -173,7 +287,7 @@ def _shape_errors(doc, errors):
         errors.append("'database' must be an object mapping video ids to entries")
     if version >= 1 and not errors:
         _roots_shape(doc.get("roots"), errors)
-    if not errors:
+    if not errors and entries:
         for vid, entry in doc["database"].items():
             problem = _entry_shape_problem(entry, version)
             if problem:
@@ -253,15 +367,70 @@ def _check_document(doc, version, errors, require_frames):
         _check_label_sources(doc.get("label_sources"), len(labels), errors)
         if not isinstance(doc.get("history", []), list):
             errors.append("'history' must be a list")
-    bases = {}  # root name -> frame base, read once per root
+    bases = {name: entry_frame_base(doc, name) for name in roots}  # read once per root
+    bases[None] = entry_frame_base(doc, None)
+    fast = version >= 1 and multi is False and not errors
     for vid, entry in doc["database"].items():
+        if fast and _plain_entry_ok(entry, bases, label_set, roots, sources, require_frames):
+            continue
         if len(errors) > MAX_REPORTED_ERRORS * 5:
             break
+        problem = _entry_shape_problem(entry, version)
+        if problem:
+            errors.append(f"video {vid!r}: {problem}")
+            continue
         root = entry.get("root")
-        base = bases[root] if root in bases else bases.setdefault(
-            root, entry_frame_base(doc, root))
+        base = bases[root] if root in bases else entry_frame_base(doc, root)
         _check_entry(vid, entry, base, label_set, roots, sources, multi, version,
                      require_frames, errors)
+
+
+_SUBSET_NAMES = frozenset(SUBSETS)
+
+
+def _plain_entry_ok(entry, bases, label_set, roots, sources, require_frames) -> bool:
+    """Whether an entry of the usual shape (one label or none, a frame segment or none, the
+    usual fields) is valid, checked in one go: True passes what `_entry_shape_problem` and
+    `_check_entry` would; False leaves the entry to them, for the messages (a version-1,
+    single-label file)."""
+    if type(entry) is not dict:
+        return False
+    ann = entry.get("annotations")
+    if type(ann) is not dict or entry.get("subset") not in _SUBSET_NAMES or "labels" in ann \
+            or "segments" in ann:
+        return False
+    label = ann.get("label")
+    root = entry.get("root")
+    source = entry.get("source")
+    if not ((label is None or (type(label) is str and label in label_set))
+            and (root is None or (type(root) is str and root in roots))
+            and (source is None or (type(source) is str and source in sources))):
+        return False
+    n = entry.get("n_frames")
+    if n is not None and (type(n) is not int or n < 0):
+        return False
+    fps = entry.get("fps")
+    if fps is not None and not ((type(fps) is float or type(fps) is int) and 0 < fps < math.inf):
+        return False
+    segment = ann.get("segment")
+    if segment is None:
+        if require_frames:
+            return False
+    else:
+        if type(segment) is not list or len(segment) != 2:
+            return False
+        first, stop = segment
+        base = bases[root]
+        if type(first) is not int or type(stop) is not int or not base <= first < stop or (
+                n is not None and stop > base + n):
+            return False
+    for field in ("store_id", "video_path"):
+        path = entry.get(field)
+        if path is not None and not (type(path) is str and path and "\\" not in path and (
+                ".." not in path or ".." not in path.split("/"))
+                and (field == "video_path" or path[0] != "/")):
+            return False
+    return True
 
 
 def _check_roots(roots, errors):

@@ -378,12 +378,13 @@ def test_annotation_file_built_by_r3d_annotate(tmp_path, stores):
 @pytest.mark.parametrize("kind", ["jpg", "hdf5"])
 def test_vectorised_sample_building_equals_the_entry_by_entry_rules(tmp_path, stores, kind,
                                                                      monkeypatch):
-    """build_samples' fast path (r3d-annotate's entries, looked up together) gives the same
-    samples, order and problems as the entry-by-entry rules, bad entries included."""
+    """The samples' fast path (r3d-annotate's entries, looked up in batches) gives the same
+    samples, order and problems as the entry-by-entry rules, bad entries included, whatever
+    the batch size."""
     import json
 
     from annotations.cli import main as annotate
-    from training import datasets
+    from training import datasets, samples
     out = tmp_path / "ann.json"
     assert annotate(["folder", str(stores["src"]), "--out", str(out), "--index",
                      str(stores[kind]), "-q"]) == 0
@@ -397,22 +398,22 @@ def test_vectorised_sample_building_equals_the_entry_by_entry_rules(tmp_path, st
     for entry in doc["database"].values():
         entry["subset"] = "training"
 
-    def table(fast):
+    def table(fast, batch=samples.BATCH):
         if not fast:
-            monkeypatch.setattr(datasets._SimpleEntries, "take", lambda *a: False)
-        samples, problems = datasets.build_samples(doc, datasets.StoreSet(stores[kind], doc),
-                                                   "training")
+            monkeypatch.setattr(samples._SimpleEntries, "take", lambda *a: False)
+        monkeypatch.setattr(samples, "BATCH", batch)
+        read = samples.read_samples(doc, datasets.StoreSet(stores[kind], doc))
         monkeypatch.undo()
-        return samples, problems
+        return read.select("training")
 
-    (a, pa), (b, pb) = table(True), table(False)
-    assert pa == pb and {v for v, _ in pa} == {"v_gone", list(doc["database"])[1]}
-    simple = datasets._SimpleEntries(doc, datasets.StoreSet(stores[kind], doc),
-                                     {n: i for i, n in enumerate(doc["labels"])})
+    (a, pa), (b, pb), (c, pc) = table(True), table(False), table(True, batch=2)
+    assert pa == pb == pc and {v for v, _ in pa} == {"v_gone", list(doc["database"])[1]}
+    builder = samples._Builder(doc, datasets.StoreSet(stores[kind], doc))
     vid = list(doc["database"])[3]
-    assert simple.take(3, vid, doc["database"][vid])  # the fast path is the one tested
-    assert len(a) == len(b) == 4
+    assert builder.simple.take(3, 0, vid, doc["database"][vid])  # the fast path is tested
+    assert len(a) == len(b) == len(c) == 4
     for name in ("rows", "starts", "stops", "labels", "shifts", "label_ptr", "label_values",
-                 "ids"):
+                 "id_ptr", "id_bytes"):
         assert np.array_equal(getattr(a, name), getattr(b, name)), name
+        assert np.array_equal(getattr(a, name), getattr(c, name)), name
     assert a.labels.tolist()[-1] == -1 and a.labels_of(len(a) - 1) == ()

@@ -30,22 +30,18 @@ bytes. The default, ``output="float"``, returns normalised float32 clips.
 """
 import ctypes
 import ctypes.util
-from array import array
 import logging
-import math
 import os
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset, default_collate
 
-from storeformat import video_key
-
-from .annotation_file import read_annotation_file, root_frame_base
 from .catalog import VideoCatalog
 from .decode import ClipBuffers, DecodeError, decode_clip, jpeg_size, scaled_size
 from .region import decode_region_clip, region_decoder
 from .randomness import item_rng
+from .samples import AnnotationSamples, candidate_keys, read_samples
 from .sampling import SlidingWindow, TemporalEvenCrop, TemporalRandomCrop
 from .stores import FrameReadError, VideoNotFound
 from .transforms import eval_transform, train_transform
@@ -54,9 +50,6 @@ log = logging.getLogger(__name__)
 
 ON_BAD = ("raise", "skip")
 OUTPUTS = ("float", "uint8")
-#: Group path prefix of a video inside an r3d HDF5 shard (storeformat.video_key).
-SHARD_GROUP_PREFIX = video_key("")
-SEGMENT_MODES = ("each", "video")
 #: A crop covering more of the frame than this is decoded whole (a region decode gains little).
 REGION_MAX_SHARE = 0.9
 #: How many following items a dataset tries, under on_bad="skip", before giving up.
@@ -103,68 +96,6 @@ def keep_freed_memory() -> bool:
     return bool(mallopt(m_mmap_threshold, 32 << 20)) and bool(mallopt(m_trim_threshold, 16 << 20))
 
 
-class Sample:
-    """One unit of a dataset as a Python object: a video (or a segment of it) in a store.
-    Datasets hold their samples as arrays (`SampleTable`); this is a view of one, for
-    callers and messages."""
-    __slots__ = ("video_id", "store", "key", "frames", "label", "labels", "shift")
-
-    def __init__(self, video_id, store, key, frames, label, labels, shift=0):
-        self.video_id, self.store, self.key, self.frames = video_id, store, key, frames
-        self.label, self.labels, self.shift = label, labels, shift
-
-    def __repr__(self):
-        return (f"Sample({self.video_id!r}, key={self.key!r}, frames=[{self.frames.start}, "
-                f"{self.frames.stop}), label={self.label})")
-
-
-class SampleTable:
-    """A dataset's samples as numpy arrays (bytes per sample, no Python object per video):
-    catalog row, frames [start, stop) in the store's numbering, label (-1: none), the shift
-    from the file's numbering to the store's, every label (CSR: `label_ptr`, `label_values`)
-    and the annotation's video id. Indexing gives a `Sample` view."""
-
-    def __init__(self, catalog, rows, starts, stops, labels, shifts, label_lists, ids):
-        self.catalog = catalog
-        self.rows = np.asarray(rows, dtype=np.int64)
-        self.starts = np.asarray(starts, dtype=np.int64)
-        self.stops = np.asarray(stops, dtype=np.int64)
-        self.labels = np.asarray(labels, dtype=np.int32)
-        self.shifts = np.asarray(shifts, dtype=np.int8)
-        lengths = np.fromiter((len(x) for x in label_lists), dtype=np.int64,
-                              count=len(label_lists))
-        self.label_ptr = np.zeros(len(label_lists) + 1, dtype=np.int64)
-        np.cumsum(lengths, out=self.label_ptr[1:])
-        self.label_values = np.fromiter((v for x in label_lists for v in x), dtype=np.int32,
-                                        count=int(self.label_ptr[-1]))
-        self.ids = np.array([v.encode("utf-8", "surrogateescape") for v in ids] or [b""],
-                            dtype=np.bytes_)[:len(ids)]
-
-    def __len__(self):
-        return len(self.rows)
-
-    def frames(self, i) -> range:
-        return range(int(self.starts[i]), int(self.stops[i]))
-
-    def labels_of(self, i) -> tuple:
-        return tuple(self.label_values[self.label_ptr[i]:self.label_ptr[i + 1]].tolist())
-
-    def video_id(self, i) -> str:
-        return self.ids[i].decode("utf-8", "surrogateescape")
-
-    def __getitem__(self, i) -> Sample:
-        if not -len(self) <= i < len(self):
-            raise IndexError(i)
-        i = i % len(self)
-        row = int(self.rows[i])
-        return Sample(self.video_id(i), self.catalog.store(row), self.catalog.key(row),
-                      self.frames(i), int(self.labels[i]), self.labels_of(i),
-                      int(self.shifts[i]))
-
-    def __iter__(self):
-        return (self[i] for i in range(len(self)))
-
-
 class StoreSet(VideoCatalog):
     """The stores an annotation file's videos live in (a training.catalog.VideoCatalog), with
     `locate` for callers that want a (store, key) pair rather than a catalog row."""
@@ -174,255 +105,6 @@ class StoreSet(VideoCatalog):
         row = self.find(entry.get("root"), candidate_keys(video_id, entry, label_names),
                         video_id)
         return self.store(row), self.key(row)
-
-
-def candidate_keys(video_id, entry, label_names=()) -> list:
-    """Store keys an entry's video may have, most specific first: the r3d shard group
-    (``key`` = videos/<id>), ``store_id`` (r3d-annotate's), ``video_path`` (with a per-video
-    file's suffix dropped), then the reference's rule: <label>/<id> for labelled videos (each
-    label of a multi-label one), test/<id> for unlabelled ones, <id>, and v_<id>
-    (ActivityNet)."""
-    keys = []
-    group = entry.get("key")
-    if isinstance(group, str) and group.startswith(SHARD_GROUP_PREFIX):
-        keys.append(group[len(SHARD_GROUP_PREFIX):])
-    if isinstance(entry.get("store_id"), str) and entry["store_id"]:
-        keys.append(entry["store_id"])
-    path = entry.get("video_path")
-    if path:
-        keys.append(path)
-        for suffix in (".hdf5", ".h5"):
-            if path.endswith(suffix):
-                keys.append(path[:-len(suffix)])
-    keys += [f"{name}/{video_id}" for name in label_names]
-    if not label_names:
-        keys.append(f"test/{video_id}")
-    keys += [video_id, f"v_{video_id}"]
-    return list(dict.fromkeys(keys))
-
-
-def _segment_list(ann):
-    """An entry's labelled spans: [(label name, frame segment or None, seconds or None)]."""
-    if isinstance(ann, list):  # the reference's ActivityNet files: segments in seconds
-        return [(a.get("label"), None, a.get("segment")) for a in ann]
-    return [(s.get("label"), s.get("segment"), s.get("segment_sec"))
-            for s in ann.get("segments") or []]
-
-
-def build_samples(doc, stores: StoreSet, subset, segments="each"):
-    """The samples of `subset` (None: all) as a SampleTable, in the file's order, and the
-    problems found, as (video id, reason).
-
-    Entries of the common shape (one label or none, a frame segment or none, a ``store_id``,
-    a root with a declared frame base searched in one store) are looked up and checked
-    together with numpy (`_SimpleEntries`); every other entry, and any simple one that misses
-    or does not fit its video, goes through `_entry_samples`, whose rules and messages are
-    the reference."""
-    if segments not in SEGMENT_MODES:
-        raise ValueError(f"segments must be one of {SEGMENT_MODES}, got {segments!r}")
-    class_index = {name: i for i, name in enumerate(doc["labels"])}
-    simple = _SimpleEntries(doc, stores, class_index)
-    columns = [array("q") for _ in range(6)]  # position, row, start, stop, label, shift
-    label_lists, ids, problems = [], [], []
-
-    def add(position, vid, entry):
-        try:
-            found = _entry_samples(vid, entry, doc, stores, class_index, segments)
-        except (ValueError, LookupError, FrameReadError) as e:
-            problems.append((position, vid, str(e)))
-            return
-        for row, frames, label, labels, shift in found:
-            values = (position, row, frames.start, frames.stop, label, shift)
-            for column, value in zip(columns, values):
-                column.append(value)
-            label_lists.append(labels)
-            ids.append(vid)
-
-    database = doc["database"]
-    for position, (vid, entry) in enumerate(database.items()):
-        if subset is not None and entry.get("subset") != subset:
-            continue
-        if not simple.take(position, vid, entry):
-            add(position, vid, entry)
-    fast = simple.resolve()  # position, row, start, stop, label, shift; then video ids
-    for position, vid in simple.leftovers():
-        add(position, vid, database[vid])
-    stores.freeze()
-    merged = [np.concatenate([np.frombuffer(c, dtype=np.int64), f])
-              for c, f in zip(columns, fast[:6])]
-    order = np.argsort(merged[0], kind="stable")
-    label_lists += [simple.labels(label) for label in fast[4].tolist()]
-    ids += fast[6]
-    table = SampleTable(stores, *(m[order] for m in merged[1:]),
-                        [label_lists[i] for i in order.tolist()],
-                        [ids[i] for i in order.tolist()])
-    problems.sort(key=lambda p: p[0])
-    return table, [(vid, reason) for _, vid, reason in problems]
-
-
-class _SimpleEntries:
-    """The entries of build_samples' fast path, gathered one by one and resolved together."""
-
-    def __init__(self, doc, stores, class_index):
-        self.doc, self.stores, self.class_index = doc, stores, class_index
-        self._roots = {}  # root -> declared frame base, or None when not simple
-        self.groups = {}  # root -> lists of positions, keys, labels, segment starts and stops
-        self._singles = [(i,) for i in range(len(class_index))]
-        self._left = []
-
-    def _base(self, root):
-        if root not in self._roots:
-            base = root_frame_base(self.doc, root)
-            try:
-                one_store = len(self.stores._search(root)) == 1
-            except LookupError:
-                one_store = False
-            self._roots[root] = base if one_store else None
-        return self._roots[root]
-
-    def take(self, position, vid, entry) -> bool:
-        """Keep an entry of the simple shape for `resolve`; False for any other."""
-        ann = entry.get("annotations")
-        key = entry.get("store_id")
-        if type(ann) is not dict or type(key) is not str or not key or "key" in entry \
-                or "segments" in ann or "labels" in ann:
-            return False
-        root = entry.get("root")
-        if self._base(root) is None:
-            return False
-        name = ann.get("label")
-        label = -1 if name is None else self.class_index.get(name)
-        segment = ann.get("segment")
-        if label is None:
-            return False
-        if segment is None:
-            a, b = 0, -1
-        elif type(segment) is list and len(segment) == 2 and type(segment[0]) is int \
-                and type(segment[1]) is int:
-            a, b = segment
-        else:
-            return False
-        group = self.groups.get(root)
-        if group is None:
-            group = self.groups[root] = (array("q"), [], array("q"), array("q"), array("q"),
-                                         [])
-        group[0].append(position)
-        group[1].append(key)
-        group[2].append(label)
-        group[3].append(a)
-        group[4].append(b)
-        group[5].append(vid)
-        return True
-
-    def resolve(self):
-        """Arrays (position, row, start, stop, label, shift) of every entry found in its store
-        whose segment fits its video, and their video ids; the others are left for
-        `leftovers`."""
-        parts = []
-        for root, (positions, keys, labels, starts, stops, vids) in self.groups.items():
-            positions, labels, starts, stops = (np.frombuffer(x, dtype=np.int64) for x in
-                                                (positions, labels, starts, stops))
-            rows = self.stores.find_many(root, keys)
-            n = np.zeros(len(rows), dtype=np.int64)
-            first = np.zeros(len(rows), dtype=np.int64)
-            found = rows >= 0
-            n[found] = self.stores.n_frames_many(rows[found])
-            first[found] = self.stores.first_frames(rows[found])
-            shift = first - self._roots[root]
-            whole = stops < starts  # no segment: the whole video
-            a = np.where(whole, first, starts + shift)
-            b = np.where(whole, first + n, stops + shift)
-            kept = found & (n >= 1) & (first <= a) & (a < b) & (b <= first + n)
-            self._left += [(p, vids[i]) for i, p in zip(np.flatnonzero(~kept).tolist(),
-                                                         positions[~kept].tolist())]
-            keep = np.flatnonzero(kept)
-            parts.append([x[keep] for x in (positions, rows, a, b, labels, shift)]
-                         + [[vids[i] for i in keep.tolist()]])
-        if not parts:
-            return [np.zeros(0, dtype=np.int64)] * 6 + [[]]
-        return [np.concatenate([p[k] for p in parts]) for k in range(6)] + \
-            [[v for p in parts for v in p[6]]]
-
-    def labels(self, label):
-        return self._singles[label] if label >= 0 else ()
-
-    def leftovers(self):
-        """(position, video id) of the entries `resolve` could not place."""
-        return self._left
-
-
-def _guess_frame_base(ann, spans, first, n):
-    """Numbering of a file that does not declare it (the reference's files): the store's own,
-    unless the frame segments fit the video only when counted from the other base (0 or 1),
-    e.g. the reference's [1, n + 1] for a whole video read from an HDF5 store."""
-    segments = [s for _, s, _ in spans if s is not None]
-    if isinstance(ann, dict) and ann.get("segment") is not None:
-        segments.append(ann["segment"])
-
-    def fits(base):
-        return all(base <= int(a) < int(b) <= base + n for a, b in segments)
-
-    other = 1 - first
-    return other if segments and not fits(first) and fits(other) else first
-
-
-def _entry_samples(vid, entry, doc, stores, class_index, mode):
-    ann = entry.get("annotations") or {}
-    spans = _segment_list(ann)
-    if isinstance(ann, dict):
-        names = list(ann["labels"]) if "labels" in ann else (
-            [ann["label"]] if ann.get("label") is not None else [])
-    else:
-        names = []
-    if not names:
-        names = list(dict.fromkeys(s[0] for s in spans if s[0] is not None))
-    for name in names:
-        if name not in class_index:
-            raise ValueError(f"label {name!r} is not in the file's labels")
-    row = stores.find(entry.get("root"),
-                      candidate_keys(vid, entry, names if isinstance(ann, dict) else ()), vid)
-    n = stores.n_frames(row)
-    if n < 1:
-        raise ValueError(f"{stores.store(row)}: '{stores.key(row)}' has no frames")
-    first = stores.first_frame(row)
-    declared = root_frame_base(doc, entry.get("root"))
-    if declared is None:
-        declared = _guess_frame_base(ann, spans, first, n)
-    shift = first - declared
-    whole = range(first, first + n)
-
-    def frames_of(segment, seconds):
-        if segment is not None:
-            a, b = int(segment[0]) + shift, int(segment[1]) + shift
-            if not (first <= a < b <= first + n):
-                raise ValueError(f"segment {list(segment)} lies outside the {n} frames of "
-                                 f"{stores.store(row)}: '{stores.key(row)}' (frames "
-                                 f"{first - shift}.."
-                                 f"{first + n - 1 - shift} in the file's numbering)")
-            return range(a, b)
-        if seconds is None:
-            raise ValueError("a segment with neither 'segment' (frames) nor 'segment_sec'")
-        fps = entry.get("fps") or stores.fps(row)
-        if not fps:
-            raise ValueError("segment given in seconds, but neither the entry nor the store "
-                             "index has the video's fps")
-        # The reference's conversion: frame floor(t * fps) counted from the first frame; the
-        # end is clamped to the video (annotations often run past a shortened download).
-        a = first + int(math.floor(seconds[0] * fps))
-        b = min(first + int(math.floor(seconds[1] * fps)), first + n)
-        if not a < b:
-            raise ValueError(f"segment {list(seconds)} s (fps {fps}) holds no frame of the "
-                             f"{n}-frame video")
-        return range(a, b)
-
-    indices = tuple(class_index[x] for x in names)
-    if spans and mode == "each":
-        return [(row, frames_of(seg, sec), class_index.get(name, -1),
-                 (class_index[name],) if name is not None else (), shift)
-                for name, seg, sec in spans]
-    segment = ann.get("segment") if isinstance(ann, dict) else None
-    frames = frames_of(segment, None) if segment is not None else whole
-    return [(row, frames, indices[0] if indices else -1, indices, shift)]
 
 
 class ClipDataset(Dataset):
@@ -445,11 +127,18 @@ class ClipDataset(Dataset):
             raise ValueError(f"on_bad must be one of {ON_BAD}, got {on_bad!r}")
         if output not in OUTPUTS:
             raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
-        doc = annotation if isinstance(annotation, dict) else read_annotation_file(annotation)
-        self.source = "<annotation>" if isinstance(annotation, dict) else str(annotation)
-        self.class_names = list(doc["labels"])
+        if isinstance(annotation, AnnotationSamples):
+            if stores is not None and stores is not annotation.catalog:
+                raise ValueError("these samples were read for other stores: pass stores=None")
+            read = annotation
+        else:
+            read = read_samples(annotation, stores if isinstance(stores, VideoCatalog) else None,
+                                lambda header: StoreSet(stores, header))
+        self.source = read.source
+        header = read.header
+        self.class_names = list(header["labels"])
         if target is None:
-            target = "multilabel" if doc.get("multi_label") else "label"
+            target = "multilabel" if header.get("multi_label") else "label"
         if target not in ("label", "multilabel"):
             raise ValueError(f"target must be 'label' or 'multilabel', got {target!r}")
         self.target_type = target
@@ -466,8 +155,7 @@ class ClipDataset(Dataset):
         self._setup_pid = None
         # Built (or found) here, before DataLoader workers fork, so they inherit it loaded.
         self._region_lib = region_decoder() if region_decode else None
-        store_set = stores if isinstance(stores, VideoCatalog) else StoreSet(stores, doc)
-        self.samples, problems = build_samples(doc, store_set, subset, segments)
+        self.samples, problems = read.select(subset, segments)
         self._report(problems)
         if not self.samples:
             raise ValueError(f"{self.source}: no usable videos in subset {subset!r}")

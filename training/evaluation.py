@@ -68,9 +68,15 @@ def check_finite_scores(results, source="results") -> None:
                         f"{r.get('score')!r}, not a finite number (a diverged model?)")
 
 
-def resolve_subset(database, subset: str) -> str:
-    """`subset` as spelled in the file; 'val', 'train' and 'test' are accepted as aliases."""
-    present = {e.get("subset") for e in database.values()}
+def subsets_of(database) -> set:
+    """The subsets a database's entries name."""
+    return {e.get("subset") for e in database.values()}
+
+
+def resolve_subset(present, subset: str) -> str:
+    """`subset` as spelled in the file (`present`: the subsets its entries name); 'val',
+    'train' and 'test' are accepted as aliases."""
+    present = set(present)
     if subset in present:
         return subset
     alias = SUBSET_ALIASES.get(subset)
@@ -88,7 +94,7 @@ def load_ground_truth(path, subset: str) -> GroundTruth:
         doc = load_annotation(path, full=False)
     except AnnotationError as e:
         raise EvaluationError(str(e)) from None
-    subset = resolve_subset(doc["database"], subset)
+    subset = resolve_subset(subsets_of(doc["database"]), subset)
     known = set(doc["labels"])
     truth = {}
     for vid, entry in doc["database"].items():

@@ -14,13 +14,13 @@ from torch.utils.data import DataLoader
 
 from storeformat.annotation import cycle_collector_paused
 
-from .annotation_file import read_annotation_file
 from .builders import TrainingSetupError
 from .datasets import (InferenceWindows, StoreSet, TrainingClips, ValidationClips,
                        collate_multi_clips, collate_windows)
 from .engine import Inputs, ShardSampler, VideoBatchSampler
 from .evaluation import EvaluationError, resolve_subset
 from .randomness import EpochSampler
+from .samples import read_samples
 from .sampling import SlidingWindow, TemporalCenterCrop, TemporalEvenCrop, TemporalRandomCrop
 from .transforms import eval_transform, train_transform
 
@@ -75,40 +75,41 @@ class RunData:
 
 
 def build_data(args, transforms) -> RunData:
-    """Read the annotation once and build every dataset the options ask for (with the cycle
-    collector paused: the file's million entries are acyclic)."""
+    """Read the annotation once, entry by entry, into the samples of every subset, and build
+    the datasets the options ask for from them (with the cycle collector paused: a million
+    videos' columns are acyclic)."""
     with cycle_collector_paused():
         return _build_data(args, transforms)
 
 
 def _build_data(args, transforms) -> RunData:
-    doc = read_annotation_file(args.annotation_path)
-    stores = StoreSet(args.stores, doc)
+    read = read_samples(args.annotation_path, None,
+                        lambda header: StoreSet(args.stores, header))
     train_tf, val_tf, infer_tf = transforms
     common = dict(on_bad=args.on_bad_video, output="uint8", seed=args.manual_seed)
 
     def subset(name):
         try:
-            return resolve_subset(doc["database"], name)
+            return resolve_subset(read.present_subsets, name)
         except EvaluationError as e:
             raise TrainingSetupError(f"{args.annotation_path}: {e}") from None
 
-    data = RunData(list(doc["labels"]), bool(doc.get("multi_label")))
+    data = RunData(list(read.header["labels"]), bool(read.header.get("multi_label")))
     if not args.no_train:
         sampler_cls = TemporalRandomCrop if args.train_t_crop == "random" else TemporalCenterCrop
-        data.train = TrainingClips(doc, stores, subset("training"), train_tf,
+        data.train = TrainingClips(read, None, subset("training"), train_tf,
                                    sampler_cls(args.sample_duration, args.sample_t_stride,
                                                rule=args.temporal_rule), **common)
     if not args.no_val:
         val = subset("validation")
-        data.val = ValidationClips(doc, stores, val, val_tf,
+        data.val = ValidationClips(read, None, val, val_tf,
                                    TemporalEvenCrop(args.sample_duration, args.n_val_samples,
                                                     args.sample_t_stride,
                                                     rule=args.temporal_rule), **common)
-        data.val_videos = InferenceWindows(doc, stores, val, val_tf, _windows(args), **common)
+        data.val_videos = InferenceWindows(read, None, val, val_tf, _windows(args), **common)
     if args.inference:
         data.infer_subset = subset(args.inference_subset)
-        data.infer = InferenceWindows(doc, stores, data.infer_subset, infer_tf, _windows(args),
+        data.infer = InferenceWindows(read, None, data.infer_subset, infer_tf, _windows(args),
                                       **common)
     return data
 

@@ -12,7 +12,7 @@ from preprocess.memory import decode_to_memory
 from storeformat import video_id_from_path
 from training.annotation_file import read_annotation_file
 from training.datasets import StoreSet
-from training.evaluation import EvaluationError, resolve_subset
+from training.evaluation import EvaluationError, resolve_subset, subsets_of
 from training.stores import FrameReadError, FrameStore, VideoNotFound
 
 #: What loading or reading a bad video raises; the commands report it and go on.
@@ -129,7 +129,7 @@ def store_sources(stores, annotation_path, subset=None) -> list:
     database = doc["database"]
     if subset is not None:
         try:
-            subset = resolve_subset(database, subset)
+            subset = resolve_subset(subsets_of(database), subset)
         except EvaluationError as e:
             raise ValueError(f"{annotation_path}: {e}") from None
     store_set = StoreSet(stores, doc)

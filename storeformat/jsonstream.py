@@ -1,0 +1,171 @@
+"""Reading one large JSON object member by member, without building it whole.
+
+A million-video annotation file parsed by ``json.load`` holds every entry as Python dicts at
+once (2 GB for 1.47M videos); `read_object_streaming` hands the members of one chosen
+top-level field to a callback as they are parsed, so only a chunk of text and one entry are
+in memory. Values are parsed by the C scanner of the json module, so the speed is
+json.load's.
+"""
+import json
+import re
+
+CHUNK_CHARS = 1 << 22
+_WS = re.compile(r"[ \t\n\r]*")
+
+
+class StreamError(ValueError):
+    """The text is not valid JSON; the message gives the line and column in the file."""
+
+
+class NotAnObject(ValueError):
+    """The top level is valid JSON but not an object; `value` is what it is."""
+
+    def __init__(self, value):
+        super().__init__("top level is not an object")
+        self.value = value
+
+
+class _Text:
+    """A window on a text file, refilled in chunks: `s[i:]` is what is left to parse."""
+
+    def __init__(self, f, chunk):
+        self.f, self.chunk = f, chunk
+        self.s, self.i, self.eof = "", 0, False
+        self.line, self.line_start = 1, 0  # line number and offset of the window's start
+        self.offset = 0  # file offset (in characters) of s[0]
+
+    def more(self) -> bool:
+        """Append a chunk (dropping what is parsed); False at the end of the file."""
+        if self.eof:
+            return False
+        data = self.f.read(self.chunk)
+        if not data:
+            self.eof = True
+            return False
+        if self.i:
+            done = self.s[:self.i]
+            n = done.count("\n")
+            if n:
+                self.line += n
+                self.line_start = self.offset + done.rindex("\n") + 1
+            self.offset += self.i
+            self.s, self.i = self.s[self.i:] + data, 0
+        else:
+            self.s += data
+        return True
+
+    def skip_ws(self):
+        while True:
+            self.i = _WS.match(self.s, self.i).end()
+            if self.i < len(self.s) or not self.more():
+                return
+
+    def peek(self) -> str:
+        self.skip_ws()
+        return self.s[self.i] if self.i < len(self.s) else ""
+
+    def expect(self, chars):
+        c = self.peek()
+        if c == "" or c not in chars:
+            what = "the end of the file" if c == "" else repr(c)
+            self.fail(f"expected {' or '.join(map(repr, chars))}, found {what}", self.i)
+        self.i += 1
+        return c
+
+    def value(self, decoder):
+        """Parse one JSON value at the cursor; a value cut by the window's end is read again
+        with more text."""
+        self.skip_ws()
+        while True:
+            try:
+                obj, end = decoder.raw_decode(self.s, self.i)
+            except json.JSONDecodeError as e:
+                if self.more():
+                    continue
+                self.fail(e.msg, e.pos)
+            # a number, true/false/null may go on in the next chunk
+            if end == len(self.s) and self.more():
+                continue
+            self.i = end
+            return obj
+
+    def fail(self, msg, pos):
+        done = self.s[:pos]
+        n = done.count("\n")
+        start = self.offset + done.rindex("\n") + 1 if n else self.line_start
+        raise StreamError(f"{msg}: line {self.line + n} column {self.offset + pos - start + 1} "
+                          f"(char {self.offset + pos})")
+
+
+def read_object_streaming(f, field, start, chunk=None):
+    """Parse the JSON object in text file `f`, handing the members of its top-level field
+    `field` (an object) over one by one instead of keeping them: when that object begins,
+    ``start(fields)`` is called with the top-level fields read so far (a dict that the later
+    ones are added to) and returns a callable taking (key, value), called for each member in
+    file order. Returns (the other top-level fields as a dict, whether `field` was such an
+    object; when it is anything else it is returned among the others). `field` given twice is an error; the
+    members are not checked for repeated keys (the caller knows what to keep). Raises
+    StreamError for text that is not JSON, and NotAnObject for JSON that is not an object."""
+    text = _Text(f, chunk or CHUNK_CHARS)
+    decoder = json.JSONDecoder()
+    if text.peek() != "{":
+        rest = text.s[text.i:] + f.read()
+        try:
+            value = decoder.decode(rest)
+        except json.JSONDecodeError as e:
+            text.s, text.i = rest, 0
+            text.fail(e.msg, e.pos)
+        raise NotAnObject(value)
+    text.i += 1
+    header, streamed = {}, False
+    if text.peek() == "}":
+        text.i += 1
+    else:
+        while True:
+            if text.peek() != '"':
+                text.fail("expected a field name in double quotes", text.i)
+            at = text.i
+            key = text.value(decoder)
+            text.expect(":")
+            if key == field and (streamed or field in header):
+                text.fail(f"field {field!r} appears twice", at)
+            if key == field and text.peek() == "{":
+                text.i += 1
+                _members(text, decoder, start(header))
+                streamed = True
+            else:
+                header[key] = text.value(decoder)
+            if text.expect(",}") == "}":
+                break
+    if text.peek() != "":
+        text.fail("extra data after the top-level object", text.i)
+    return header, streamed
+
+
+#: A member's key and colon, for keys without escapes (the rest go through the decoder).
+_KEY = re.compile(r'[ \t\n\r]*"([^"\\\x00-\x1f]*)"[ \t\n\r]*:')
+_NEXT = re.compile(r"[ \t\n\r]*([,}])")
+
+
+def _members(text, decoder, on_member):
+    if text.peek() == "}":
+        text.i += 1
+        return
+    key_at, next_at = _KEY.match, _NEXT.match
+    while True:
+        m = key_at(text.s, text.i)
+        if m is not None:
+            key, text.i = m.group(1), m.end()
+        else:  # an escaped key, or the window ends inside it
+            if text.peek() != '"':
+                text.fail("expected a key in double quotes", text.i)
+            key = text.value(decoder)
+            text.expect(":")
+        on_member(key, text.value(decoder))
+        m = next_at(text.s, text.i)
+        if m is None:
+            end = text.expect(",}")
+        else:
+            end, text.i = m.group(1), m.end()
+        if end == "}":
+            return
