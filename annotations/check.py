@@ -13,16 +13,19 @@ Each video not on disk gets a reason naming the file.
 """
 import os
 import re
+from array import array
 from collections import Counter, OrderedDict
 from pathlib import Path
+
+import numpy as np
 
 from storeformat import HDF5_LAYOUT, INDEX_NAME, frame_name, frame_path, video_key
 from storeformat.hdf5 import attr_value
 
 from .entries import Entry
-from .matching import match_entries
-from .schema import AnnotationError, frame_base
-from .store import StoreCatalog
+from .matching import find_videos, match_entries
+from .schema import STORE_FORMATS, AnnotationError, frame_base
+from .store import StoreCatalog, StoreColumns, StoreVideo
 from .builders.kinetics import store_alias
 
 _KINETICS_ID = re.compile(r"^(?P<yt>[A-Za-z0-9_-]{11})_(?P<s>\d{6})_(?P<e>\d{6})$")
@@ -81,10 +84,11 @@ class CheckResult:
                 "reasons": self.reasons}
 
 
-def check_stores(doc, *, index=None, frames_root=None, root=None, deep=False):
+def check_stores(doc, *, index=None, frames_root=None, root=None, deep=False, prepared=None):
     """Check every store a document uses (or only `root`); `index` / `frames_root` name the
     store to use instead of the path the file records (then for `root`, or the only root).
-    `deep` reads every video's frame metadata too (see the module docstring)."""
+    `deep` reads every video's frame metadata too (see the module docstring). `prepared`:
+    {root name: PreparedStore or a future of one}, read ahead by `prepare_stores`."""
     groups = OrderedDict()
     for vid, entry in doc["database"].items():
         groups.setdefault(entry.get("root"), []).append((vid, entry))
@@ -100,23 +104,87 @@ def check_stores(doc, *, index=None, frames_root=None, root=None, deep=False):
                               f"--index/--frames-root stands for with --root")
     results = []
     for name, items in groups.items():
-        if override:
-            catalog = StoreCatalog.open(index=index, frames_root=frames_root)
+        store = (prepared or {}).get(root if override else name)
+        if store is not None:
+            store = store.result() if hasattr(store, "result") else store
         else:
-            path = (roots.get(name) or {}).get("path")
-            if path is None:
-                raise AnnotationError(f"root {name!r} records no store path; pass --index or "
-                                      f"--frames-root")
-            catalog = _open_recorded(path)
-        results.append(_check_root(name, items, catalog, roots.get(name) or {}, deep))
+            store = _store_for(name, roots, index, frames_root, deep)
+        info = roots.get(name) or {}
+        if isinstance(store, PreparedStore):
+            results.append(_check_columns(name, items, store, info, deep))
+        else:
+            results.append(_check_root(name, items, store, info, deep))
     return results
 
 
-def _open_recorded(path):
-    p = Path(path)
-    if (p / INDEX_NAME).is_file():
-        return StoreCatalog.from_index(p)
-    return StoreCatalog.scan(p)
+def store_source(name, roots, index=None, frames_root=None):
+    """(index file or None, frames root or None) of root `name`'s store: the options', else
+    the path the file records (its index when it has one, else the directory to scan)."""
+    if index is not None or frames_root is not None:
+        return index, frames_root
+    path = (roots.get(name) or {}).get("path")
+    if path is None:
+        raise AnnotationError(f"root {name!r} records no store path; pass --index or "
+                              f"--frames-root")
+    if (Path(path) / INDEX_NAME).is_file():
+        return Path(path), None
+    return None, Path(path)
+
+
+def _store_for(name, roots, index, frames_root, deep):
+    index, frames_root = store_source(name, roots, index, frames_root)
+    if index is not None:
+        return prepare_store(index, frames_root, deep)
+    return StoreCatalog.scan(frames_root)
+
+
+def prepare_stores(header, *, index=None, frames_root=None, root=None, deep=False,
+                   workers=None) -> tuple:
+    """Start reading the indexed stores an annotation file's `header` names (its top-level
+    fields; see storeformat.annotation.read_header) in worker processes, so that they are
+    read while the file is: (executor or None, {root name: future of a PreparedStore}).
+    With --index/--frames-root the one store is read under the name of `root` (None: the
+    file's only root). Stores that cannot be told from the header are read later, in
+    process."""
+    roots = header.get("roots") if isinstance(header.get("roots"), dict) else {}
+    if index is not None or frames_root is not None:
+        names = [root]
+    else:
+        names = [root] if root is not None else list(roots)
+    jobs = {}
+    for name in names:
+        try:
+            source = store_source(name, roots, index, frames_root)
+        except AnnotationError:
+            continue
+        if source[0] is not None:
+            jobs[name] = source
+    if not jobs:
+        return None, {}
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    pool = ProcessPoolExecutor(max_workers=min(len(jobs), workers or os.cpu_count() or 1),
+                               mp_context=multiprocessing.get_context("spawn"))
+    return pool, {name: pool.submit(prepare_store, i, f, deep) for name, (i, f) in jobs.items()}
+
+
+class PreparedStore:
+    """An indexed store read for checking: its index as columns, and (unless deep) which of
+    its videos are not on disk, by row."""
+
+    def __init__(self, columns, off_disk=None):
+        self.columns, self.off_disk = columns, off_disk
+
+
+def prepare_store(index, frames_root=None, deep=False) -> PreparedStore:
+    """Read a store index and, unless `deep` (done for the annotated videos only), look for
+    every video's files on disk: what `check_stores` needs of a store, in a form worth sending
+    between processes (check reads stores in workers while it reads the annotation)."""
+    columns = StoreColumns.from_index(index, root=frames_root)
+    off_disk = None if deep else _column_disk_problems(
+        columns, np.flatnonzero(columns.status == 0), False)
+    return PreparedStore(columns, off_disk)
 
 
 def _relative(path):
@@ -132,19 +200,32 @@ def _aliases(video_id):
     return (f"yt:{m['yt']}:{int(m['s'])}:{int(m['e'])}", f"yt:{m['yt']}")
 
 
+def _location(vid, entry):
+    """(where an entry says its video is, its id): its store id (``store_id``; files written
+    before it have r3d's store id in ``video_path``), else its base id; entries with the same
+    location are one video of the store."""
+    store_id = entry.get("store_id") or _relative(entry.get("video_path"))
+    base_id = entry.get("video_id") or entry.get("original_id") or vid
+    return (store_id or base_id, entry.get("video_id")), store_id, base_id
+
+
+def _entry_for(vid, entry, known=()):
+    """The matching rules' Entry for an annotation entry; aliases only when its store id is
+    not in the store as it is (`known`)."""
+    _, store_id, base_id = _location(vid, entry)
+    aliases = () if store_id in known else _aliases(base_id)
+    return Entry(base_id, entry["subset"], path=store_id, keys=(vid,), aliases=aliases)
+
+
 def _check_root(name, items, catalog, root_info, deep=False):
+    """Check against a store read as objects (a scanned store): the matching rules, entry by
+    entry."""
     locations = OrderedDict()
     for vid, entry in items:
-        # store_id; files written before it have r3d's store id in video_path.
-        store_id = entry.get("store_id") or _relative(entry.get("video_path"))
-        loc = (store_id, entry.get("video_id"))
+        loc = _location(vid, entry)[0]
         group = locations.get(loc)
         if group is None:
-            base_id = entry.get("video_id") or entry.get("original_id") or vid
-            # Aliases only matter when the store id is not in the store as it is.
-            aliases = () if store_id in catalog.videos else _aliases(base_id)
-            e = Entry(base_id, entry["subset"], path=store_id, keys=(vid,), aliases=aliases)
-            locations[loc] = group = (e, [])
+            locations[loc] = group = (_entry_for(vid, entry, catalog.videos), [])
         group[1].append((vid, entry))
     entries = [e for e, _ in locations.values()]
     report = match_entries(entries, catalog, store_alias)
@@ -163,12 +244,122 @@ def _check_root(name, items, catalog, root_info, deep=False):
         n_store = e.store.n_frames
         for vid, entry in members:
             n = entry.get("n_frames")
-            seg = entry["annotations"].get("segment")
+            seg = _segment(entry)
             too_long = seg is not None and seg[1] - base_file > n_store
             if (n is not None and n != n_store) or too_long:
                 problems["frame_count_mismatch"].append(
                     f"{vid} (file {n if n is not None else seg}, store {n_store})")
     return CheckResult(name, catalog.origin, len(entries), problems, report.unclaimed, reasons)
+
+
+def _segment(entry):
+    ann = entry.get("annotations")
+    return ann.get("segment") if isinstance(ann, dict) else None
+
+
+def _mismatch(vid, entry, n_store):
+    n = entry.get("n_frames")
+    return f"{vid} (file {n if n is not None else _segment(entry)}, store {n_store})"
+
+
+def _check_columns(name, items, store, root_info, deep):
+    """`_check_root` for an indexed store read as columns: entries whose store id is in the
+    store as it is (all of them, in files r3d-annotate writes) are looked up together; the
+    others go through the matching rules; claims, problems and their order are
+    `_check_root`'s."""
+    cols = store.columns
+    where, keys, first = {}, [], []  # location -> number; per location: key, first entry
+    entry_loc, n_file, seg_stop = array("q"), array("q"), array("q")
+    for k, (vid, entry) in enumerate(items):
+        loc = _location(vid, entry)[0]
+        i = where.get(loc)
+        if i is None:
+            i = where[loc] = len(keys)
+            keys.append(loc[0])
+            first.append(k)
+        entry_loc.append(i)
+        n = entry.get("n_frames")
+        n_file.append(-1 if n is None else n)
+        seg = _segment(entry)
+        seg_stop.append(-1 if seg is None else seg[1])
+    rows = cols.find(keys)
+    slow = np.flatnonzero(rows < 0)
+    if len(slow):
+        catalog = cols.catalog()
+        entries = [_entry_for(*items[first[i]], catalog.videos) for i in slow.tolist()]
+        ids = find_videos(entries, catalog.videos, store_alias)
+        rows[slow] = cols.find([v if v is not None else "" for v in ids])
+        rows[slow[[v is None for v in ids]]] = -1
+    found = rows >= 0
+    claims = np.bincount(rows[found], minlength=len(cols))
+    problem = np.zeros(len(keys), dtype=np.int8)  # 0 none, 1 missing, 2 ambiguous, 3 empty, 4 failed
+    problem[~found] = 1
+    at = np.where(found, rows, 0)
+    status = cols.status[at]
+    problem[found & (status == 1)] = 3
+    problem[found & (status == 2)] = 4
+    problem[found & (claims[at] > 1)] = 2
+    ok_rows = rows[problem == 0]
+    off_disk = store.off_disk if store.off_disk is not None else \
+        _column_disk_problems(cols, ok_rows, deep)
+    on_disk = np.ones(len(cols), dtype=bool)
+    on_disk[list(off_disk)] = False
+    problems = {p: [] for p in PROBLEMS}
+    reasons = {}
+
+    def location_id(i):
+        return _location(*items[first[i]])[2]
+
+    names = {1: "missing", 2: "ambiguous", 3: "empty", 4: "failed"}
+    gone = (problem == 0) & ~on_disk[at]
+    for i in np.flatnonzero((problem != 0) | gone).tolist():
+        if problem[i]:
+            problems[names[int(problem[i])]].append(location_id(i))
+        else:
+            vid = location_id(i)
+            problems["not_on_disk"].append(vid)
+            reasons[vid] = off_disk[int(rows[i])]
+    # frame counts of every entry of a location found on disk
+    loc = np.frombuffer(entry_loc, dtype=np.int64) if len(entry_loc) else np.zeros(0, np.int64)
+    usable = ((problem == 0) & on_disk[at])[loc]
+    n_store = cols.n_frames[at[loc]]
+    n_file = np.frombuffer(n_file, dtype=np.int64) if len(n_file) else loc
+    seg_stop = np.frombuffer(seg_stop, dtype=np.int64) if len(seg_stop) else loc
+    base = frame_base(root_info)
+    bad = usable & (((n_file >= 0) & (n_file != n_store))
+                    | ((seg_stop >= 0) & (seg_stop - base > n_store)))
+    for k in np.flatnonzero(bad)[np.argsort(loc[bad], kind="stable")].tolist():
+        problems["frame_count_mismatch"].append(_mismatch(*items[k], int(n_store[k])))
+    unclaimed = [cols.video_id(r) for r in np.flatnonzero(claims == 0).tolist()]
+    return CheckResult(name, cols.origin, len(keys), problems, unclaimed, reasons)
+
+
+def _column_disk_problems(cols, rows, deep) -> dict:
+    """{row: reason} for the rows of `cols` whose frames are not where the index says (see
+    the module docstring); every shard is opened once."""
+    rows = np.asarray(rows, dtype=np.int64)
+    found = {}
+    shard = rows[cols.formats[rows] == STORE_FORMATS.index("hdf5")]
+    codes = cols.path_codes[shard]
+    for code in np.unique(codes).tolist():
+        members = shard[codes == code]
+        rel = cols.paths[code]
+        videos = [cols.video(r) for r in members.tolist()] if deep else [
+            StoreVideo(r, "done") for r in members.tolist()]
+        by_id = {v.id: r for v, r in zip(videos, members.tolist())}
+        for vid, reason in _shard_problems(cols.root, rel, videos, deep).items():
+            found[by_id[vid]] = reason
+    for r in rows[cols.formats[rows] != STORE_FORMATS.index("hdf5")].tolist():
+        v = cols.video(r)
+        if not _inside(v.path):
+            reason = f"{v.path!r}: not a path inside the store"
+        elif v.format == "hdf5-video":
+            reason = _video_file_problem(cols.root, v, deep)
+        else:
+            reason = _jpeg_problem(cols.root, v, deep)
+        if reason:
+            found[r] = reason
+    return found
 
 
 def _disk_problems(root, videos, deep):

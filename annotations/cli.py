@@ -6,11 +6,11 @@ from pathlib import Path
 
 import simplejson
 
-from storeformat.annotation import cycle_collector_paused
+from storeformat.annotation import cycle_collector_paused, read_header
 
 from . import stats as stats_mod
 from .builders import BuildOptions, activitynet, custom, hmdb51, kinetics, mit, ucf101
-from .check import check_stores
+from .check import check_stores, prepare_stores
 from .merge import merge_annotations
 from .schema import AnnotationError, read_annotation, write_annotation
 from .store import StoreCatalog
@@ -272,9 +272,17 @@ def _stats(args):
 
 
 def _check(args):
-    doc = read_annotation(args.input)
-    results = check_stores(doc, index=args.index, frames_root=args.frames_root,
-                              root=args.root, deep=args.deep)
+    # The stores' indexes are read in worker processes while the file is read here.
+    pool, prepared = prepare_stores(read_header(args.input), index=args.index,
+                                    frames_root=args.frames_root, root=args.root,
+                                    deep=args.deep)
+    try:
+        doc = read_annotation(args.input)
+        results = check_stores(doc, index=args.index, frames_root=args.frames_root,
+                               root=args.root, deep=args.deep, prepared=prepared)
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
     for r in results:
         print("\n".join(r.lines()))
     if args.report:

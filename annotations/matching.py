@@ -67,10 +67,8 @@ def match_entries(entries, catalog, alias=None) -> MatchReport:
     """Set ``entry.store`` (a StoreVideo with frames) or ``entry.problem`` (missing, empty,
     failed, ambiguous) for every entry. `alias(store_id)` gives a store video's dataset aliases."""
     videos = catalog.videos
-    tables = _Tables(videos, alias)
     claims = {}
-    for e in entries:
-        vid = _find(e, videos, tables)
+    for e, vid in zip(entries, find_videos(entries, videos, alias)):
         e.store, e.problem = None, None
         if vid is None:
             e.problem = "missing"
@@ -94,6 +92,13 @@ def match_entries(entries, catalog, alias=None) -> MatchReport:
             examples.setdefault(status, []).append(e.id)
     unclaimed = sorted(set(videos) - set(claims))
     return MatchReport(len(entries), counts, unclaimed, examples)
+
+
+def find_videos(entries, videos, alias=None) -> list:
+    """The store id each entry matches by the rules above (None: no match), before claims
+    are counted: `videos` is a collection of store ids."""
+    tables = _Tables(videos, alias)
+    return [_find(e, videos, tables) for e in entries]
 
 
 class _Tables:

@@ -5,16 +5,18 @@ directory listing) or, as a fallback, found by scanning a store: JPEG frame dire
 (``image_00001.jpg`` ...), r3d HDF5 shards and the reference's one-``.hdf5``-per-video stores.
 """
 import logging
+import math
 import os
 import re
 from pathlib import Path, PurePosixPath
 
+import numpy as np
 from tqdm import tqdm
 
 from storeformat import INDEX_NAME, SETTINGS_NAME, read_index, read_settings
 from storeformat.hdf5 import HDF5_LAYOUT, attr_value
 
-from .schema import FRAME_BASE, AnnotationError
+from .schema import FRAME_BASE, STORE_FORMATS, AnnotationError
 
 log = logging.getLogger(__name__)
 
@@ -69,38 +71,14 @@ class StoreCatalog:
     @classmethod
     def from_index(cls, index, root=None):
         """Read a store index: `index` is the index.jsonl file or the store directory."""
-        index = Path(index)
-        if index.is_dir():
-            index = index / INDEX_NAME
-        if not index.is_file():
-            raise AnnotationError(f"{index}: store index not found (r3d-preprocess writes "
-                                  f"{INDEX_NAME} into the store directory)")
-        try:
-            records = read_index(index)
-        except ValueError as e:
-            raise AnnotationError(str(e)) from None
+        index, records = read_store_index(index)
         videos = {}
         formats = set()
         for vid, rec in records.items():
-            if rec.get("status") == "done":
-                n = rec.get("n_frames")
-                if not isinstance(n, int) or isinstance(n, bool) or n < 0:
-                    raise AnnotationError(f"{index}: video {vid!r}: bad n_frames {n!r}")
-                fmt = rec.get("format")
-                formats.add(fmt)
-                videos[vid] = StoreVideo(vid, "done" if n > 0 else "empty", n, rec.get("fps"),
-                                         fmt, rec.get("path", vid), rec.get("key"))
-            else:
-                videos[vid] = StoreVideo(vid, "failed", reason=rec.get("reason", "failed"))
-        settings = read_settings(index.parent / SETTINGS_NAME)
-        fmt = (settings or {}).get("format")
-        formats.discard(None)
-        if fmt is None and formats:
-            if len(formats) > 1:
-                raise AnnotationError(f"{index}: records mix store formats {sorted(formats)}")
-            fmt = formats.pop()
-        if fmt not in (None, "jpg", "hdf5"):
-            raise AnnotationError(f"{index}: unknown store format {fmt!r}")
+            status, n, fps, fmt, path, key, reason = index_record(index, vid, rec)
+            formats.add(fmt)
+            videos[vid] = StoreVideo(vid, status, n, fps, fmt, path, key, reason)
+        fmt = store_format(index, formats)
         return cls(videos, root if root is not None else index.parent, fmt, origin=str(index))
 
     @classmethod
@@ -146,6 +124,140 @@ class StoreCatalog:
         fmt = formats.pop() if formats else None
         log.info("%s: found %d videos by scanning (%s)", root, len(videos), fmt or "empty")
         return cls(videos, root, fmt, origin=str(root))
+
+
+def read_store_index(index):
+    """(index file, {video id: record}) of a store index given as the file or the store
+    directory; AnnotationError when it is missing or malformed."""
+    index = Path(index)
+    if index.is_dir():
+        index = index / INDEX_NAME
+    if not index.is_file():
+        raise AnnotationError(f"{index}: store index not found (r3d-preprocess writes "
+                              f"{INDEX_NAME} into the store directory)")
+    try:
+        return index, read_index(index)
+    except ValueError as e:
+        raise AnnotationError(str(e)) from None
+
+
+def index_record(index, vid, rec):
+    """(status, n_frames, fps, format, path, key, reason) of one index record."""
+    if rec.get("status") == "done":
+        n = rec.get("n_frames")
+        if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+            raise AnnotationError(f"{index}: video {vid!r}: bad n_frames {n!r}")
+        return ("done" if n > 0 else "empty", n, rec.get("fps"), rec.get("format"),
+                rec.get("path", vid), rec.get("key"), None)
+    return "failed", None, None, None, None, None, rec.get("reason", "failed")
+
+
+def store_format(index, formats):
+    """The format of an indexed store: its settings file's, else its records' one format."""
+    settings = read_settings(index.parent / SETTINGS_NAME)
+    fmt = (settings or {}).get("format")
+    formats = set(formats) - {None}
+    if fmt is None and formats:
+        if len(formats) > 1:
+            raise AnnotationError(f"{index}: records mix store formats {sorted(formats)}")
+        fmt = formats.pop()
+    if fmt not in (None, "jpg", "hdf5"):
+        raise AnnotationError(f"{index}: unknown store format {fmt!r}")
+    return fmt
+
+
+class StoreColumns:
+    """A store index as columns sorted by video id (bytes per video, no object per video), for
+    checking million-video annotation files: status, frame count, format and where the frames
+    are (`paths[path_code]`, shard group `keys`). `find` looks many ids up at once;
+    `catalog()` gives the same videos as a StoreCatalog, for the matching rules beyond exact
+    ids."""
+    STATUSES = ("done", "empty", "failed")
+
+    def __init__(self, index, root, fmt, ids, status, n_frames, fps, formats, path_codes,
+                 paths, keys, reasons):
+        self.index, self.root, self.format = index, Path(root), fmt
+        self.ids, self.status, self.n_frames, self.fps = ids, status, n_frames, fps
+        self.formats, self.path_codes, self.paths = formats, path_codes, paths
+        self.keys, self.reasons = keys, reasons  # shard group per row; failure by row
+        self.origin = str(index)
+
+    def __len__(self):
+        return len(self.ids)
+
+    @classmethod
+    def from_index(cls, index, root=None):
+        """Read a store index (the file or the store directory) into columns."""
+        index, records = read_store_index(index)
+        n = len(records)
+        status = np.zeros(n, dtype=np.int8)
+        n_frames = np.full(n, -1, dtype=np.int64)
+        fps = np.full(n, np.nan)
+        formats = np.full(n, -1, dtype=np.int8)
+        path_codes = np.full(n, -1, dtype=np.int32)
+        codes, keys, reasons, fmts = {}, [None] * n, {}, set()
+        for i, (vid, rec) in enumerate(records.items()):
+            state, count, rate, fmt, path, key, reason = index_record(index, vid, rec)
+            status[i] = cls.STATUSES.index(state)
+            if reason is not None:
+                reasons[i] = reason
+                continue
+            n_frames[i] = count
+            if isinstance(rate, (int, float)) and not isinstance(rate, bool):
+                fps[i] = rate
+            fmts.add(fmt)
+            if fmt in STORE_FORMATS:
+                formats[i] = STORE_FORMATS.index(fmt)
+            code = codes.get(path)
+            if code is None:
+                code = codes[path] = len(codes)
+            path_codes[i] = code
+            keys[i] = key
+        fmt = store_format(index, fmts)
+        ids = np.array([v.encode("utf-8", "surrogateescape") for v in records] or [b""],
+                       dtype=np.bytes_)[:n]
+        order = np.argsort(ids, kind="stable")
+        reasons = {int(r): reasons[i] for r, i in enumerate(order.tolist()) if i in reasons}
+        return cls(index, root if root is not None else index.parent, fmt, ids[order],
+                   status[order], n_frames[order], fps[order], formats[order],
+                   path_codes[order], list(codes), [keys[i] for i in order.tolist()], reasons)
+
+    def find(self, ids) -> np.ndarray:
+        """Rows of `ids` (str), -1 for those not in the store."""
+        rows = np.full(len(ids), -1, dtype=np.int64)
+        if not len(ids) or not len(self.ids):
+            return rows
+        wanted = np.array([v.encode("utf-8", "surrogateescape") for v in ids])
+        at = np.searchsorted(self.ids, wanted)
+        inside = at < len(self.ids)
+        hit = np.zeros(len(ids), dtype=bool)
+        hit[inside] = self.ids[at[inside]] == wanted[inside]
+        rows[hit] = at[hit]
+        return rows
+
+    def video_id(self, row) -> str:
+        return self.ids[row].decode("utf-8", "surrogateescape")
+
+    def video(self, row) -> StoreVideo:
+        """Row `row` as a StoreVideo."""
+        status = self.STATUSES[self.status[row]]
+        if status == "failed":
+            return StoreVideo(self.video_id(row), status, reason=self.reasons.get(row, "failed"))
+        fps = float(self.fps[row])
+        fmt = int(self.formats[row])
+        return StoreVideo(self.video_id(row), status, int(self.n_frames[row]),
+                          None if math.isnan(fps) else fps,
+                          STORE_FORMATS[fmt] if fmt >= 0 else None,
+                          self.paths[self.path_codes[row]], self.keys[row])
+
+    def catalog(self) -> StoreCatalog:
+        """The same videos as a StoreCatalog (an object per video: for the few entries that
+        need the matching rules beyond exact ids)."""
+        videos = {}
+        for row in range(len(self)):
+            v = self.video(row)
+            videos[v.id] = v
+        return StoreCatalog(videos, self.root, self.format, origin=self.origin)
 
 
 def _jpeg_video(d, rel, frames):

@@ -94,6 +94,30 @@ def stream_annotation(path, start) -> dict:
     return header
 
 
+class _HeaderRead(Exception):
+    def __init__(self, header):
+        super().__init__()
+        self.header = header
+
+
+def read_header(path) -> dict:
+    """The top-level fields an annotation file gives before its 'database' (all of them in
+    files r3d-annotate writes), read without parsing the entries; unchecked. {} when the file
+    cannot be read that way (the full reader then says why)."""
+
+    def start(header):
+        raise _HeaderRead(dict(header))
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            header, _ = read_object_streaming(f, "database", start)
+    except _HeaderRead as e:
+        return e.header
+    except (OSError, ValueError):
+        return {}
+    return header if isinstance(header, dict) else {}
+
+
 def _stream_pass(path, start, known):
     """One reading of `path`; `known`: the whole header, from a first reading. Returns (the
     header, whether another reading is needed: the header was not whole when the entries

@@ -152,3 +152,70 @@ def test_jpeg_frames_first_and_last_by_default_every_one_deep(made, tmp_path):
                              "image_00004.jpg)",
         "v_Bowling_g01_c01": "Bowling/v_Bowling_g01_c01: 1 of 10 frame files missing (first "
                              "image_00010.jpg)"}
+
+
+@pytest.mark.parametrize("fmt", ["jpg", "hdf5"])
+@pytest.mark.parametrize("deep", [False, True])
+def test_columns_check_reports_what_the_entry_by_entry_rules_report(made, tmp_path, fmt, deep,
+                                                                    monkeypatch):
+    """An indexed store is checked as columns (exact store ids looked up together, the rest
+    through the matching rules); every kind of problem, the order of each list, the reasons
+    and the unclaimed videos are those of the entry-by-entry check."""
+    from annotations import check
+    from annotations.store import StoreCatalog
+    from annotations.schema import read_annotation
+
+    store, index = _store(made, fmt, tmp_path)
+    doc = read_annotation(made[f"{fmt}.json"])
+    db = doc["database"]
+    vids = list(db)
+    first = db[vids[0]]
+    with open(store / INDEX_NAME, "a") as f:  # a failed conversion (the last record wins)
+        f.write(json.dumps({"id": db[vids[1]]["store_id"], "status": "failed",
+                            "reason": "boom"}) + "\n")
+    db[vids[2]]["n_frames"] += 1                                      # count mismatch
+    db[vids[3]]["annotations"]["segment"] = [1, 99]                   # runs past the video
+    db["gone"] = dict(first, store_id="Nowhere/v_gone")               # missing
+    db["stem"] = dict(first, store_id="Other/" + first["store_id"].split("/")[-1])  # ambiguous
+    db["twin"] = dict(db[vids[3]])                                    # same location: one video
+    db["twin2"] = dict(db[vids[2]], n_frames=db[vids[2]]["n_frames"] + 1)  # listed after it
+    if fmt == "jpg":
+        rec = index[db[vids[3]]["store_id"]]
+        (store / rec["path"] / f"image_{rec['n_frames']:05d}.jpg").unlink()  # not on disk
+    else:
+        rec = index[db[vids[3]]["store_id"]]
+        (store / rec["path"]).unlink()
+
+    def run(columns):
+        if not columns:
+            monkeypatch.setattr(check, "_store_for",
+                                lambda *a: StoreCatalog.from_index(store))
+        (result,) = check.check_stores(doc, index=store, deep=deep)
+        monkeypatch.undo()
+        return result
+
+    fast, slow = run(True), run(False)
+    assert fast.to_dict() == slow.to_dict()
+    problems = fast.problems
+    assert problems["missing"] == ["gone"] and problems["failed"] == [vids[1]]
+    assert sorted(problems["ambiguous"]) == sorted([vids[0], "stem"])
+    assert problems["not_on_disk"]
+    assert [m.split()[0] for m in problems["frame_count_mismatch"]] == [vids[2], "twin2"]
+    assert fast.n_videos == len(db) - 2  # the twins share their videos
+
+
+def test_a_reference_file_is_checked_video_by_video(made, tmp_path):
+    """Entries without store_id, video_path or video_id (the reference's files) are each
+    their own video, found by their ids (they were once taken for one video)."""
+    ref = {"labels": ["Archery", "Bowling"], "database": {
+        rel.rsplit("/", 1)[-1][:-4]: {"subset": "training",
+                                       "annotations": {"label": rel.split("/")[0]}}
+        for rel in VIDEOS}}
+    path = tmp_path / "ref.json"
+    path.write_text(json.dumps(ref))
+    report = tmp_path / "report.json"
+    for fmt in ("jpg", "hdf5"):
+        assert main(["check", str(path), "--index", str(made[fmt]), "--report", str(report),
+                     "-q"]) == 0
+        (result,) = json.loads(report.read_text())
+        assert result["videos"] == len(VIDEOS) and result["not_in_annotation"] == []
