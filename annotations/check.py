@@ -13,7 +13,6 @@ Each video not on disk gets a reason naming the file.
 """
 import os
 import re
-from array import array
 from collections import Counter, OrderedDict
 from pathlib import Path
 
@@ -25,7 +24,7 @@ from storeformat.hdf5 import attr_value
 from .entries import Entry
 from .matching import find_videos, match_entries
 from .schema import STORE_FORMATS, AnnotationError, frame_base
-from .store import StoreCatalog, StoreColumns, StoreVideo
+from .store import StoreCatalog, StoreColumns
 from .builders.kinetics import store_alias
 
 _KINETICS_ID = re.compile(r"^(?P<yt>[A-Za-z0-9_-]{11})_(?P<s>\d{6})_(?P<e>\d{6})$")
@@ -268,31 +267,41 @@ def _check_columns(name, items, store, root_info, deep):
     others go through the matching rules; claims, problems and their order are
     `_check_root`'s."""
     cols = store.columns
-    where, keys, first = {}, [], []  # location -> number; per location: key, first entry
-    entry_loc, n_file, seg_stop = array("q"), array("q"), array("q")
-    for k, (vid, entry) in enumerate(items):
-        loc = _location(vid, entry)[0]
+    row_of, n_of = cols.row_map(), cols.n_frames.tolist()
+    base = frame_base(root_info)
+    # per location: number, first entry, row, store frame count; entries whose frame counts
+    # may disagree (checked once the rows are final), as (entry, location)
+    where, first, rows, n_loc, suspects = {}, [], [], [], []
+    for k, (vid, entry) in enumerate(items):  # _location and _segment, inlined (1M entries)
+        get = entry.get
+        video_id = get("video_id")
+        key = get("store_id") or _relative(get("video_path")) or video_id or \
+            get("original_id") or vid
+        loc = key if video_id is None else (key, video_id)
         i = where.get(loc)
         if i is None:
-            i = where[loc] = len(keys)
-            keys.append(loc[0])
+            i = where[loc] = len(first)
             first.append(k)
-        entry_loc.append(i)
-        n = entry.get("n_frames")
-        n_file.append(-1 if n is None else n)
-        seg = _segment(entry)
-        seg_stop.append(-1 if seg is None else seg[1])
-    rows = cols.find(keys)
+            row = row_of.get(key, -1)
+            rows.append(row)
+            n_loc.append(n_store := n_of[row] if row >= 0 else -2)
+        else:
+            n_store = n_loc[i]
+        n = get("n_frames")
+        ann = get("annotations")
+        seg = ann.get("segment") if type(ann) is dict else None
+        if (n is not None and n != n_store) or (seg is not None and seg[1] - base > n_store):
+            suspects.append((k, i))
+    rows = np.array(rows, dtype=np.int64)
     slow = np.flatnonzero(rows < 0)
     if len(slow):
         catalog = cols.catalog()
         entries = [_entry_for(*items[first[i]], catalog.videos) for i in slow.tolist()]
         ids = find_videos(entries, catalog.videos, store_alias)
-        rows[slow] = cols.find([v if v is not None else "" for v in ids])
-        rows[slow[[v is None for v in ids]]] = -1
+        rows[slow] = [row_of[v] if v is not None else -1 for v in ids]
     found = rows >= 0
     claims = np.bincount(rows[found], minlength=len(cols))
-    problem = np.zeros(len(keys), dtype=np.int8)  # 0 none, 1 missing, 2 ambiguous, 3 empty, 4 failed
+    problem = np.zeros(len(first), dtype=np.int8)  # 0 none, 1 missing, 2 ambiguous, 3 empty, 4 failed
     problem[~found] = 1
     at = np.where(found, rows, 0)
     status = cols.status[at]
@@ -319,19 +328,15 @@ def _check_columns(name, items, store, root_info, deep):
             vid = location_id(i)
             problems["not_on_disk"].append(vid)
             reasons[vid] = off_disk[int(rows[i])]
-    # frame counts of every entry of a location found on disk
-    loc = np.frombuffer(entry_loc, dtype=np.int64) if len(entry_loc) else np.zeros(0, np.int64)
-    usable = ((problem == 0) & on_disk[at])[loc]
-    n_store = cols.n_frames[at[loc]]
-    n_file = np.frombuffer(n_file, dtype=np.int64) if len(n_file) else loc
-    seg_stop = np.frombuffer(seg_stop, dtype=np.int64) if len(seg_stop) else loc
-    base = frame_base(root_info)
-    bad = usable & (((n_file >= 0) & (n_file != n_store))
-                    | ((seg_stop >= 0) & (seg_stop - base > n_store)))
-    for k in np.flatnonzero(bad)[np.argsort(loc[bad], kind="stable")].tolist():
-        problems["frame_count_mismatch"].append(_mismatch(*items[k], int(n_store[k])))
+    # frame counts of every entry of a location found on disk, by location, then entry
+    usable = (problem == 0) & on_disk[at]
+    for k, i in sorted(suspects, key=lambda s: s[1]):
+        if usable[i]:
+            n, seg, n_store = items[k][1].get("n_frames"), _segment(items[k][1]), n_of[rows[i]]
+            if (n is not None and n != n_store) or (seg is not None and seg[1] - base > n_store):
+                problems["frame_count_mismatch"].append(_mismatch(*items[k], n_store))
     unclaimed = [cols.video_id(r) for r in np.flatnonzero(claims == 0).tolist()]
-    return CheckResult(name, cols.origin, len(keys), problems, unclaimed, reasons)
+    return CheckResult(name, cols.origin, len(first), problems, unclaimed, reasons)
 
 
 def _column_disk_problems(cols, rows, deep) -> dict:
@@ -339,17 +344,24 @@ def _column_disk_problems(cols, rows, deep) -> dict:
     the module docstring); every shard is opened once."""
     rows = np.asarray(rows, dtype=np.int64)
     found = {}
-    shard = rows[cols.formats[rows] == STORE_FORMATS.index("hdf5")]
-    codes = cols.path_codes[shard]
-    for code in np.unique(codes).tolist():
-        members = shard[codes == code]
+    in_shards = cols.formats[rows] == STORE_FORMATS.index("hdf5")
+    shard_rows = rows[in_shards]
+    codes, inverse = np.unique(cols.path_codes[shard_rows], return_inverse=True)
+    order = np.argsort(inverse, kind="stable")  # rows grouped by shard
+    ends = np.cumsum(np.bincount(inverse, minlength=len(codes))).tolist()
+    for j, code in enumerate(codes.tolist()):
+        members = shard_rows[order[ends[j - 1] if j else 0:ends[j]]]
         rel = cols.paths[code]
-        videos = [cols.video(r) for r in members.tolist()] if deep else [
-            StoreVideo(r, "done") for r in members.tolist()]
+        if not deep:
+            reason = _shard_file_problem(cols.root, rel)
+            if reason:
+                found.update(dict.fromkeys(members.tolist(), reason))
+            continue
+        videos = [cols.video(r) for r in members.tolist()]
         by_id = {v.id: r for v, r in zip(videos, members.tolist())}
         for vid, reason in _shard_problems(cols.root, rel, videos, deep).items():
             found[by_id[vid]] = reason
-    for r in rows[cols.formats[rows] != STORE_FORMATS.index("hdf5")].tolist():
+    for r in rows[~in_shards].tolist():
         v = cols.video(r)
         if not _inside(v.path):
             reason = f"{v.path!r}: not a path inside the store"
@@ -430,38 +442,55 @@ def _video_file_problem(root, v, deep):
     return None
 
 
-def _shard_problems(root, rel, videos, deep):
-    """{store id: reason} for the videos of one shard: all of them when the file is missing or
-    is not an r3d shard; deep: those whose group or offsets are wrong."""
+def _shard_file_problem(root, rel):
+    """Why shard `rel` is not an r3d shard (missing, unreadable, another layout), or None;
+    read with HDF5's low-level calls (half of h5py.File's cost, for thousands of shards)."""
     import h5py  # only stores in HDF5 need it
 
     if not _inside(rel):
-        reason = f"{rel!r}: not a path inside the store"
-    elif not (root / rel).is_file():
-        reason = f"{rel}: no such shard file"
-    else:
+        return f"{rel!r}: not a path inside the store"
+    path = os.fsencode(root / rel)
+    if not os.path.isfile(path):
+        return f"{rel}: no such shard file"
+    try:
+        fid = h5py.h5f.open(path, h5py.h5f.ACC_RDONLY)
+    except OSError as e:
+        return f"{rel}: not a readable HDF5 file ({e})"
+    try:
+        layout = None
+        if h5py.h5a.exists(fid, b"layout"):
+            attr = h5py.h5a.open(fid, b"layout")
+            value = np.empty((), dtype=attr.dtype)
+            attr.read(value)
+            layout = attr_value(value[()])
+    except OSError as e:
+        return f"{rel}: not a readable HDF5 file ({e})"
+    finally:
+        fid.close()
+    if layout != HDF5_LAYOUT:
+        return f"{rel}: not an r3d shard (layout attribute {layout!r})"
+    return None
+
+
+def _shard_problems(root, rel, videos, deep):
+    """{store id: reason} for the videos of one shard: all of them when the file is missing or
+    is not an r3d shard; deep: those whose group or offsets are wrong."""
+    import h5py
+
+    reason = _shard_file_problem(root, rel)
+    if reason is None and not deep:
+        return {}
+    if reason is None:
         try:
-            # The low-level open costs half of h5py.File's (thousands of shards).
-            fid = h5py.h5f.open(os.fsencode(root / rel), h5py.h5f.ACC_RDONLY)
+            with h5py.File(root / rel, "r") as f:
+                out = {}
+                for v in videos:
+                    problem = _group_problem(f, v)
+                    if problem:
+                        out[v.id] = f"{rel}: {problem}"
+                return out
         except OSError as e:
             reason = f"{rel}: not a readable HDF5 file ({e})"
-        else:
-            try:
-                f = h5py.File(fid)
-                layout = attr_value(f.attrs.get("layout"))
-                if layout != HDF5_LAYOUT:
-                    reason = f"{rel}: not an r3d shard (layout attribute {layout!r})"
-                elif not deep:
-                    return {}
-                else:
-                    out = {}
-                    for v in videos:
-                        problem = _group_problem(f, v)
-                        if problem:
-                            out[v.id] = f"{rel}: {problem}"
-                    return out
-            finally:
-                fid.close()
     return {v.id: reason for v in videos}
 
 

@@ -8,6 +8,7 @@ import logging
 import math
 import os
 import re
+from array import array
 from pathlib import Path, PurePosixPath
 
 import numpy as np
@@ -190,37 +191,41 @@ class StoreColumns:
         """Read a store index (the file or the store directory) into columns."""
         index, records = read_store_index(index)
         n = len(records)
-        status = np.zeros(n, dtype=np.int8)
-        n_frames = np.full(n, -1, dtype=np.int64)
-        fps = np.full(n, np.nan)
-        formats = np.full(n, -1, dtype=np.int8)
-        path_codes = np.full(n, -1, dtype=np.int32)
-        codes, keys, reasons, fmts = {}, [None] * n, {}, set()
+        status, n_frames, formats = array("b"), array("q"), array("b")
+        fps, path_codes, keys = array("d"), array("l"), []
+        codes, reasons, fmts = {}, {}, set()
+        format_codes = {f: i for i, f in enumerate(STORE_FORMATS)}
+        nan, statuses = math.nan, cls.STATUSES
         for i, (vid, rec) in enumerate(records.items()):
             state, count, rate, fmt, path, key, reason = index_record(index, vid, rec)
-            status[i] = cls.STATUSES.index(state)
+            status.append(statuses.index(state))
             if reason is not None:
                 reasons[i] = reason
+                n_frames.append(-1)
+                fps.append(nan)
+                formats.append(-1)
+                path_codes.append(-1)
+                keys.append(None)
                 continue
-            n_frames[i] = count
-            if isinstance(rate, (int, float)) and not isinstance(rate, bool):
-                fps[i] = rate
+            n_frames.append(count)
+            fps.append(rate if type(rate) is float or type(rate) is int else nan)
             fmts.add(fmt)
-            if fmt in STORE_FORMATS:
-                formats[i] = STORE_FORMATS.index(fmt)
+            formats.append(format_codes.get(fmt, -1))
             code = codes.get(path)
             if code is None:
                 code = codes[path] = len(codes)
-            path_codes[i] = code
-            keys[i] = key
+            path_codes.append(code)
+            keys.append(key)
         fmt = store_format(index, fmts)
         ids = np.array([v.encode("utf-8", "surrogateescape") for v in records] or [b""],
                        dtype=np.bytes_)[:n]
         order = np.argsort(ids, kind="stable")
         reasons = {int(r): reasons[i] for r, i in enumerate(order.tolist()) if i in reasons}
+        columns = [np.frombuffer(c, dtype=c.typecode)[order] if n else np.zeros(0, c.typecode)
+                   for c in (status, n_frames, fps, formats, path_codes)]
         return cls(index, root if root is not None else index.parent, fmt, ids[order],
-                   status[order], n_frames[order], fps[order], formats[order],
-                   path_codes[order], list(codes), [keys[i] for i in order.tolist()], reasons)
+                   *columns[:4], columns[4].astype(np.int64), list(codes),
+                   [keys[i] for i in order.tolist()], reasons)
 
     def find(self, ids) -> np.ndarray:
         """Rows of `ids` (str), -1 for those not in the store."""
@@ -234,6 +239,11 @@ class StoreColumns:
         hit[inside] = self.ids[at[inside]] == wanted[inside]
         rows[hit] = at[hit]
         return rows
+
+    def row_map(self) -> dict:
+        """{video id: row}, for looking ids up one by one."""
+        return dict(zip((v.decode("utf-8", "surrogateescape") for v in self.ids.tolist()),
+                        range(len(self.ids))))
 
     def video_id(self, row) -> str:
         return self.ids[row].decode("utf-8", "surrogateescape")
