@@ -31,7 +31,6 @@ class _Text:
     def __init__(self, f, chunk):
         self.f, self.chunk = f, chunk
         self.s, self.i, self.eof = "", 0, False
-        self.line, self.line_start = 1, 0  # line number and offset of the window's start
         self.offset = 0  # file offset (in characters) of s[0]
 
     def more(self) -> bool:
@@ -43,11 +42,6 @@ class _Text:
             self.eof = True
             return False
         if self.i:
-            done = self.s[:self.i]
-            n = done.count("\n")
-            if n:
-                self.line += n
-                self.line_start = self.offset + done.rindex("\n") + 1
             self.offset += self.i
             self.s, self.i = self.s[self.i:] + data, 0
         else:
@@ -90,11 +84,16 @@ class _Text:
             return obj
 
     def fail(self, msg, pos):
-        done = self.s[:pos]
-        n = done.count("\n")
-        start = self.offset + done.rindex("\n") + 1 if n else self.line_start
-        raise StreamError(f"{msg}: line {self.line + n} column {self.offset + pos - start + 1} "
-                          f"(char {self.offset + pos})")
+        """Raise StreamError at window position `pos`, with its line and column (the text
+        before the window is read again to count them: errors are rare, lines many)."""
+        at = self.offset + pos
+        before = self.s[:pos]
+        if self.offset:
+            self.f.seek(0)
+            before = self.f.read(self.offset) + before
+        line = before.count("\n") + 1
+        column = at - (before.rfind("\n") + 1) + 1
+        raise StreamError(f"{msg}: line {line} column {column} (char {at})")
 
 
 def read_object_streaming(f, field, start, chunk=None):
@@ -113,7 +112,7 @@ def read_object_streaming(f, field, start, chunk=None):
         try:
             value = decoder.decode(rest)
         except json.JSONDecodeError as e:
-            text.s, text.i = rest, 0
+            text.offset, text.s, text.i = text.offset + text.i, rest, 0
             text.fail(e.msg, e.pos)
         raise NotAnObject(value)
     text.i += 1
@@ -142,8 +141,8 @@ def read_object_streaming(f, field, start, chunk=None):
     return header, streamed
 
 
-#: A member's key and colon, for keys without escapes (the rest go through the decoder).
-_KEY = re.compile(r'[ \t\n\r]*"([^"\\\x00-\x1f]*)"[ \t\n\r]*:')
+#: A member's key and colon (and the blanks before its value), for keys without escapes.
+_KEY = re.compile(r'[ \t\n\r]*"([^"\\\x00-\x1f]*)"[ \t\n\r]*:[ \t\n\r]*')
 _NEXT = re.compile(r"[ \t\n\r]*([,}])")
 
 
@@ -151,9 +150,25 @@ def _members(text, decoder, on_member):
     if text.peek() == "}":
         text.i += 1
         return
-    key_at, next_at = _KEY.match, _NEXT.match
+    key_at, next_at, scan = _KEY.match, _NEXT.match, decoder.scan_once
     while True:
-        m = key_at(text.s, text.i)
+        # The usual member in one go: a plain key, a value that ends inside the window, and
+        # the comma or brace after it; anything else goes the careful way below.
+        s = text.s
+        m = key_at(s, text.i)
+        if m is not None:
+            try:
+                value, end = scan(s, m.end())
+            except (StopIteration, json.JSONDecodeError):
+                end = len(s)
+            if end < len(s):
+                after = next_at(s, end)
+                if after is not None:
+                    on_member(m.group(1), value)
+                    text.i = after.end()
+                    if after.group(1) == "}":
+                        return
+                    continue
         if m is not None:
             key, text.i = m.group(1), m.end()
         else:  # an escaped key, or the window ends inside it
@@ -162,10 +177,5 @@ def _members(text, decoder, on_member):
             key = text.value(decoder)
             text.expect(":")
         on_member(key, text.value(decoder))
-        m = next_at(text.s, text.i)
-        if m is None:
-            end = text.expect(",}")
-        else:
-            end, text.i = m.group(1), m.end()
-        if end == "}":
+        if text.expect(",}") == "}":
             return

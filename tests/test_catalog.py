@@ -99,6 +99,22 @@ def test_store_catalog_lookups(stores, kind, first):
             catalog.read_bytes(rows["walk/v_walk_0"], [first, bad])
 
 
+@pytest.mark.parametrize("collide", [False, True])
+def test_many_keys_at_once_equal_one_by_one(stores, monkeypatch, collide):
+    """StoreCatalog.rows (hashes, each hit checked) agrees with row() for present, absent,
+    empty, too long and near-miss keys, also when every key has the same hash."""
+    from training import catalog as module
+
+    if collide:
+        monkeypatch.setattr(module, "_key_hashes", lambda keys: np.zeros(len(keys), np.uint64))
+    catalog = StoreCatalog.open(stores["hdf5"])
+    wanted = list(VIDEOS) + ["walk/v_walk", "walk/v_walk_00", "", "x" * 500, "jump/v_jump_0/",
+                             "walk/v_walk_0 "]
+    rows = catalog.rows(np.array([w.encode() for w in wanted]))
+    assert rows.tolist() == [-1 if catalog.row(w) is None else catalog.row(w) for w in wanted]
+    assert (rows[:len(VIDEOS)] >= 0).all()
+
+
 def test_pread_equals_h5py_bytes(stores):
     catalog = StoreCatalog.open(stores["hdf5"])
     rng = np.random.default_rng(0)

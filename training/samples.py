@@ -26,6 +26,7 @@ _MODE_BITS = {"each": 1, "video": 2}
 SHARD_GROUP_PREFIX = video_key("")
 #: Simple entries looked up together (their entries are kept until then, for the slow path).
 BATCH = 16384
+_UNSET = object()
 
 
 class Sample:
@@ -43,13 +44,19 @@ class Sample:
                 f"{self.frames.stop}), label={self.label})")
 
 
-def _gather(values, ptr, index):
-    """The variable-length items `index` of a CSR pair (values, ptr), as a new pair."""
+def _gather(values, ptr, index, block=1 << 16):
+    """The variable-length items `index` of a CSR pair (values, ptr), as a new pair; a block
+    of items at a time, so that the positions gathered (8 bytes per value) stay small."""
     lengths = ptr[index + 1] - ptr[index]
     new_ptr = np.zeros(len(index) + 1, dtype=np.int64)
     np.cumsum(lengths, out=new_ptr[1:])
-    at = np.repeat(ptr[index] - new_ptr[:-1], lengths) + np.arange(new_ptr[-1])
-    return values[at], new_ptr
+    out = np.empty(int(new_ptr[-1]), dtype=values.dtype)
+    for s in range(0, len(index), block):
+        e = min(s + block, len(index))
+        lo, hi = int(new_ptr[s]), int(new_ptr[e])
+        at = np.repeat(ptr[index[s:e]] - new_ptr[s:e], lengths[s:e]) + np.arange(lo, hi)
+        out[lo:hi] = values[at]
+    return out, new_ptr
 
 
 class SampleTable:
@@ -172,8 +179,8 @@ class _Builder:
         self.header, self.catalog = header, catalog
         self.class_index = {name: i for i, name in enumerate(header["labels"])}
         self.bases = {}  # root -> declared frame base
-        # position, row, start, stop, label, shift; subset code, mode bits; label lists
-        self.columns = [array("q") for _ in range(6)] + [array("b"), array("b")]
+        # position, row, start, stop, label, shift, subset code, mode bits
+        self.columns = [array(t) for t in "qqqqibbb"]
         self.label_ptr, self.label_values = array("q", [0]), array("i")
         self.id_ptr, self.id_bytes = array("q", [0]), bytearray()
         self.subset_codes, self.problems = {}, []
@@ -226,8 +233,7 @@ class _Builder:
         self.simple.flush()
         self.catalog.freeze()
         columns = [np.frombuffer(c, dtype=c.typecode) if len(c) else
-                   np.zeros(0, dtype=np.int64 if c.typecode == "q" else np.int8)
-                   for c in self.columns]
+                   np.zeros(0, dtype=c.typecode) for c in self.columns]
         order = np.argsort(columns[0], kind="stable")
         label_ptr = np.frombuffer(self.label_ptr, dtype=np.int64)
         id_ptr = np.frombuffer(self.id_ptr, dtype=np.int64)
@@ -246,13 +252,14 @@ class _SimpleEntries:
 
     def __init__(self, builder):
         self.builder = builder
-        self.catalog = builder.catalog
+        self.catalog, self.class_index = builder.catalog, builder.class_index
         self._roots = {}  # root -> declared frame base, or None when not simple
-        self._singles = [(i,) for i in range(len(builder.class_index))]
         self._reset()
 
     def _reset(self):
-        self.groups = {}  # root -> positions, subset codes, keys, labels, starts, stops, entries
+        # root -> ([position, subset code, label, start, stop, ...], [(store id, video id,
+        # entry), ...])
+        self.groups = {}
         self.n = 0
 
     def _base(self, root):
@@ -273,10 +280,11 @@ class _SimpleEntries:
                 or "segments" in ann or "labels" in ann:
             return False
         root = entry.get("root")
-        if self._base(root) is None:
+        base = self._roots.get(root, _UNSET)
+        if base is None or (base is _UNSET and self._base(root) is None):
             return False
         name = ann.get("label")
-        label = -1 if name is None else self.builder.class_index.get(name)
+        label = -1 if name is None else self.class_index.get(name)
         segment = ann.get("segment")
         if label is None:
             return False
@@ -289,12 +297,9 @@ class _SimpleEntries:
             return False
         group = self.groups.get(root)
         if group is None:
-            group = self.groups[root] = tuple(array("q") for _ in range(6)) + ([], [], [])
-        for column, value in zip(group, (position, code, label, a, b)):
-            column.append(value)
-        group[6].append(key)
-        group[7].append(vid)
-        group[8].append(entry)
+            group = self.groups[root] = ([], [])
+        group[0].extend((position, code, label, a, b))
+        group[1].append((key, vid, entry))
         self.n += 1
         if self.n >= BATCH:
             self.flush()
@@ -305,9 +310,9 @@ class _SimpleEntries:
         samples, the others go through the entry-by-entry rules."""
         builder, catalog = self.builder, self.catalog
         for root, group in self.groups.items():
-            positions, codes, labels, starts, stops = (np.frombuffer(x, dtype=np.int64)
-                                                       for x in group[:5])
-            keys, vids, entries = group[6:]
+            numbers = np.array(group[0], dtype=np.int64).reshape(-1, 5)
+            positions, codes, labels, starts, stops = numbers.T
+            keys, vids, entries = zip(*group[1])
             rows = catalog.find_many(root, keys)
             n = np.zeros(len(rows), dtype=np.int64)
             first = np.zeros(len(rows), dtype=np.int64)
@@ -322,18 +327,23 @@ class _SimpleEntries:
             for i in np.flatnonzero(~kept).tolist():
                 builder.slow(int(positions[i]), int(codes[i]), vids[i], entries[i])
             keep = np.flatnonzero(kept)
-            for column, values in zip(builder.columns, (positions, rows, a, b, labels, shift,
-                                                        codes)):
-                column.extend(values[keep].tolist())
-            builder.columns[7].extend([3] * len(keep))
-            singles = self._singles
-            for i in keep.tolist():
-                label = int(labels[i])
-                builder.label_values.extend(singles[label] if label >= 0 else ())
-                builder.label_ptr.append(len(builder.label_values))
-                builder.id_bytes += vids[i].encode("utf-8", "surrogateescape")
-                builder.id_ptr.append(len(builder.id_bytes))
+            values = (positions, rows, a, b, labels, shift, codes, np.full(len(a), 3))
+            for column, v in zip(builder.columns, values):
+                _extend(column, v[keep])
+            # one label each (or none): the CSR columns extended all at once
+            labelled = labels[keep] >= 0
+            _extend(builder.label_ptr, len(builder.label_values) + np.cumsum(labelled))
+            _extend(builder.label_values, labels[keep][labelled])
+            encoded = [vids[i].encode("utf-8", "surrogateescape") for i in keep.tolist()]
+            _extend(builder.id_ptr, len(builder.id_bytes) + np.cumsum(
+                np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))))
+            builder.id_bytes += b"".join(encoded)
         self._reset()
+
+
+def _extend(column, values):
+    """Append numpy `values` to an array.array, converted to its type."""
+    column.frombytes(np.asarray(values).astype(column.typecode, copy=False).tobytes())
 
 
 def candidate_keys(video_id, entry, label_names=()) -> list:
