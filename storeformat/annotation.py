@@ -53,20 +53,28 @@ def cycle_collector_paused():
             gc.enable()
 
 
+@contextmanager
+def _reading(path, invalid):
+    """AnnotationError naming `path` for a missing or unreadable file, or one whose text is
+    not JSON (the exceptions `invalid`)."""
+    try:
+        yield
+    except FileNotFoundError:
+        raise AnnotationFileMissing(f"{path}: no such annotation file") from None
+    except OSError as e:
+        raise AnnotationError(f"{path}: cannot be read: {e.strerror}") from None
+    except invalid as e:
+        raise AnnotationError(f"{path}: not valid JSON: {e}") from None
+
+
 def load_annotation(path, *, full=True, require_frames=False) -> dict:
     """Read an annotation file and check it: everything (`full`, what r3d-annotate and
     `check` demand) or only its shape (what the datasets and r3d-eval rely on, leaving the
     entries' contents to them). `require_frames` also demands a segment on every entry."""
     path = Path(path)
-    try:
-        with open(path, "rb") as f, cycle_collector_paused():
-            doc = json.load(f)
-    except FileNotFoundError:
-        raise AnnotationFileMissing(f"{path}: no such annotation file") from None
-    except OSError as e:
-        raise AnnotationError(f"{path}: cannot be read: {e.strerror}") from None
-    except (ValueError, UnicodeDecodeError) as e:
-        raise AnnotationError(f"{path}: not valid JSON: {e}") from None
+    with _reading(path, (ValueError, UnicodeDecodeError)), open(path, "rb") as f, \
+            cycle_collector_paused():
+        doc = json.load(f)
     if full:
         validate(doc, path, require_frames=require_frames)
     else:
@@ -142,17 +150,12 @@ def _stream_pass(path, start, known):
                 take(vid, entry)
         return on_entry
 
-    try:
-        with open(path, encoding="utf-8") as f, cycle_collector_paused():
+    with _reading(path, (StreamError, UnicodeDecodeError)), \
+            open(path, encoding="utf-8") as f, cycle_collector_paused():
+        try:
             header, streamed = read_object_streaming(f, "database", begin)
-    except FileNotFoundError:
-        raise AnnotationFileMissing(f"{path}: no such annotation file") from None
-    except OSError as e:
-        raise AnnotationError(f"{path}: cannot be read: {e.strerror}") from None
-    except (StreamError, UnicodeDecodeError) as e:
-        raise AnnotationError(f"{path}: not valid JSON: {e}") from None
-    except NotAnObject as e:
-        header, streamed = e.value, False
+        except NotAnObject as e:
+            header, streamed = e.value, False
     if streamed:
         late = [k for k in HEADER_FIELDS if k in header and k not in state["seen"]]
         doc = dict(header, database={})
