@@ -12,4 +12,4 @@ class StoreBusy(OutputBusy):
 def store_lock(dst):
     """Hold the store lock of the folder `dst` for a `with` block; raises StoreBusy naming the
     other process when another run holds it."""
-    return output_lock(Path(dst) / LOCK_NAME, dst, "r3d-preprocess", busy=StoreBusy)
+    return output_lock(Path(dst) / LOCK_NAME, dst, "r3d-preprocess", busy=StoreBusy, what="store")

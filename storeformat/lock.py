@@ -14,9 +14,10 @@ class OutputBusy(RuntimeError):
 
 
 @contextlib.contextmanager
-def output_lock(lock_path, output, command, busy=OutputBusy):
+def output_lock(lock_path, output, command, busy=OutputBusy, what="output"):
     """Hold the lock file `lock_path` for the block; raises `busy` (an OutputBusy) naming
-    `output` and the process that holds it when another `command` run writes the same output."""
+    `output` (a `what`: output, store, ...) and the process that holds it when another
+    `command` run writes the same output."""
     lock_path = Path(lock_path)
     fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o666)
     try:
@@ -24,7 +25,7 @@ def output_lock(lock_path, output, command, busy=OutputBusy):
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "unknown"
-            raise busy(f"{output}: another {command} run is writing this output "
+            raise busy(f"{output}: another {command} run is writing this {what} "
                              f"({holder}); wait for it to finish or stop it") from None
         except OSError as e:
             raise OSError(e.errno, f"{lock_path}: cannot lock the output ({e.strerror}): its "
