@@ -23,12 +23,13 @@ import h5py
 from joblib import Parallel, delayed, parallel_config
 from tqdm.auto import tqdm
 
-from storeformat import (FAILURES_NAME, INDEX_NAME, SETTINGS_NAME, IndexWriter, read_index,
-                         read_settings, write_settings)
+from storeformat import (FAILURES_NAME, INDEX_NAME, LOCK_NAME, SETTINGS_NAME, IndexWriter,
+                         read_index, read_settings, write_settings)
 
 from .discover import VIDEO_EXTENSIONS, assign_ids, find_videos, normalise_extensions, read_list
 from .extract import FrameSettings
 from .failures import environment_cause
+from .ffmpeg_bin import ffmpeg_version
 from .lock import store_lock
 from .paths import id_problem, is_inside, nesting_conflicts
 from .writers import STOPPED, convert_to_jpeg_dir, convert_to_shard
@@ -66,6 +67,10 @@ class SettingsMismatch(ValueError):
     """The destination holds a store made with other settings."""
 
 
+class NothingToConvert(ValueError):
+    """SRC holds no video to convert (an empty folder, the wrong folder, or a store)."""
+
+
 class RunStopped(RuntimeError):
     """The run stopped early because of the environment (disk full, I/O error, permission,
     source gone); the video concerned is not recorded as failed."""
@@ -80,7 +85,15 @@ def _check_settings(dst: Path, settings: dict, overwrite: bool) -> None:
             raise SettingsMismatch(f"{dst / SETTINGS_NAME}: the store was made with other "
                                    f"settings ({'; '.join(diff)}); use the same settings to "
                                    f"resume, another destination, or --overwrite")
-    write_settings(dst / SETTINGS_NAME, {"layout": "r3d", "version": 1, **settings})
+    now = ffmpeg_version()
+    if old is not None and not overwrite and old.get("ffmpeg", now) != now:
+        log.warning("%s: the store was made with ffmpeg %s, this run uses %s: frames converted "
+                    "now may differ byte for byte from the others (use the same ffmpeg, or "
+                    "--overwrite to remake them all)", dst, old["ffmpeg"], now)
+    else:
+        settings = {**settings, "ffmpeg": now}
+    write_settings(dst / SETTINGS_NAME, {"layout": "r3d", "version": 1,
+                                         **(old or {}), **settings})
 
 
 def _select(src: Path, list_file, extensions, index):
@@ -203,10 +216,23 @@ def convert_dataset(src, dst, fmt="jpg", height=240, short_side=None, fps=None, 
     if is_inside(dst, src) or is_inside(src, dst):
         raise ValueError(f"{dst}: the destination and the source folder {src} must not contain "
                          f"each other")
+    if (src / INDEX_NAME).is_file() or (src / SETTINGS_NAME).is_file():
+        raise NothingToConvert(f"{src}: this is an r3d store (it holds {INDEX_NAME}), not a "
+                               f"folder of videos: pass the folder of raw videos as SRC")
+    created = not dst.exists()
     dst.mkdir(parents=True, exist_ok=True)
-    with store_lock(dst):
-        return _convert_locked(src, dst, fmt, settings, jobs, list_file, extensions, overwrite,
-                               retry_failed, videos_per_shard, backend, scheduler, progress)
+    try:
+        with store_lock(dst):
+            return _convert_locked(src, dst, fmt, settings, jobs, list_file, extensions,
+                                   overwrite, retry_failed, videos_per_shard, backend, scheduler,
+                                   progress)
+    except NothingToConvert:
+        if created:  # leave no empty store behind: only what this run made is there
+            for name in (SETTINGS_NAME, LOCK_NAME):
+                (dst / name).unlink(missing_ok=True)
+            shutil.rmtree(dst / TMP_NAME, ignore_errors=True)
+            dst.rmdir()
+        raise
 
 
 def _convert_locked(src, dst, fmt, settings, jobs, list_file, extensions, overwrite,
@@ -222,6 +248,12 @@ def _convert_locked(src, dst, fmt, settings, jobs, list_file, extensions, overwr
     index = read_index(index_path) if index_path.exists() else {}
     exts = normalise_extensions(extensions) if extensions else VIDEO_EXTENSIONS
     selected, problems = _select(src, list_file, exts, index)
+    if not selected and not problems:
+        shutil.rmtree(tmp_root, ignore_errors=True)
+        what = (f"{list_file} names no video" if list_file is not None else
+                f"no file with a video extension ({', '.join(sorted(exts))}) under it; "
+                f"--ext adds others")
+        raise NothingToConvert(f"{src}: nothing to convert: {what}")
 
     summary = Summary()
     pending = []

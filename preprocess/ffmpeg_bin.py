@@ -42,3 +42,13 @@ def showinfo_options() -> dict:
              "nullsrc=s=16x16:d=0.04", "-vf", "showinfo=checksum=0", "-f", "null", "-"]
     ok = subprocess.run(probe, stdin=subprocess.DEVNULL, capture_output=True).returncode == 0
     return {"checksum": 0} if ok else {}
+
+
+@functools.lru_cache(maxsize=None)
+def ffmpeg_version() -> str:
+    """The version ffmpeg reports ('5.1.9-0+deb12u1', '9.0.2-static ...'), recorded in
+    store.json: two ffmpeg releases decode and encode the same video to different JPEGs."""
+    out = subprocess.run([ffmpeg_exe(), "-hide_banner", "-version"], stdin=subprocess.DEVNULL,
+                         capture_output=True, text=True, errors="replace").stdout
+    words = out.split()
+    return words[2] if len(words) > 2 and words[:2] == ["ffmpeg", "version"] else "unknown"
