@@ -40,6 +40,10 @@ def _common(p):
     g.add_argument("--frames-root", type=Path,
                    help="the frame store: with --index, only names where frames live; alone, "
                         "frames are counted in its JPEG directories / HDF5 files (slower)")
+    g.add_argument("--partial-store", action="store_true",
+                   help="accept a store that holds under half of the entries, or whose videos "
+                        "match entries of a folder only by file name from another class folder "
+                        "(by default taken for the wrong --index, an error)")
     g.add_argument("--missing", choices=("drop", "keep"), default="drop",
                    help="videos not (or empty) in the store: drop them (default) or keep them "
                         "without frame counts; the count is always reported")
@@ -181,8 +185,6 @@ REFERENCE_ORDER = {
     "kinetics": "first appearance in the training CSV, as the reference's kinetics_json",
     "activitynet": "taxonomy leaf order, as the reference's ActivityNet dataset",
     "mit": "the class list's line order, as the reference's mit_json",
-    "folder": "sorted names (the reference has no such script)",
-    "csv": "sorted names (the reference has no such script)",
 }
 
 
@@ -190,8 +192,8 @@ def label_order_used(args) -> str:
     """One line saying which label order a build command uses."""
     if args.labels_from is not None:
         return f"from {args.labels_from}"
-    if args.label_order == "sorted":
-        return "sorted names"
+    if args.label_order == "sorted" or args.command not in REFERENCE_ORDER:
+        return "sorted names"  # folder and csv: the reference has no builder for them
     return f"reference ({REFERENCE_ORDER[args.command]})"
 
 
@@ -200,12 +202,13 @@ def _options(args):
     order = "reference" if args.label_order == "official" else args.label_order
     return BuildOptions(catalog=catalog, missing=args.missing, label_order=order,
                         labels_from=args.labels_from, name=args.name,
-                        history={"label_order": label_order_used(args)})
+                        history={"label_order": label_order_used(args)},
+                        partial_store=args.partial_store)
 
 
 def _build(args):
     opts = _options(args)
-    print(f"label order: {label_order_used(args)}", file=sys.stderr)
+    log.info("label order: %s", label_order_used(args))
     c = args.command
     if c == "ucf101":
         outputs = ucf101.build(args.folder, opts, splits=args.splits)

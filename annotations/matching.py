@@ -165,6 +165,15 @@ def _find(entry, videos, tables):
     return None
 
 
+def crosses_folders(path, store_id) -> bool:
+    """Whether a match of the entry `path` with `store_id` holds by file name alone, across two
+    different folders: neither is the other with folders above it (case ignored)."""
+    a, b = path.casefold(), store_id.casefold()
+    if a == b or "/" not in a or "/" not in b:
+        return False
+    return not (a.endswith("/" + b) or b.endswith("/" + a))
+
+
 def apply_policy(entries, report, missing="drop", what="entries"):
     """Keep or drop the entries without usable frames, saying how many, and return the kept."""
     if missing not in ("drop", "keep"):

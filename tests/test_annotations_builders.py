@@ -282,7 +282,7 @@ def test_mit_from_official_format_files(tmp_path):
                                       ("training/covering/yt-AbCdEfGhIjK_10", 91, 30.0),
                                       ("praying/yt-CbCdEfGhIjK_45", 92, 30.0)])
     (out,) = mit.build(DATA / "mit", BuildOptions(catalog=cat, missing="keep",
-                                                  label_order="sorted"))
+                                                  label_order="sorted", partial_store=True))
     doc = out.doc
     assert doc["labels"] == ["burying", "clapping", "covering", "dropping", "praying"]
     assert _subsets(doc) == {"training": 8, "validation": 3}

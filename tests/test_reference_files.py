@@ -56,7 +56,7 @@ def test_ucf101_file_needs_no_video_path_and_loads_in_the_reference(
     lists = shared_fixtures / "annotations" / "ucf101" / "ucfTrainTestlist"
     out = tmp_path / "ucf101_01.json"
     assert main(["ucf101", str(lists), "--splits", "1", "--index", str(ucf_store),
-                 "--out", str(out), "-q"]) == 0
+                 "--out", str(out), "-q", "--partial-store"]) == 0
     doc = read_annotation(out)
     assert len(doc["database"]) == 3
     assert all("video_path" not in e for e in doc["database"].values())

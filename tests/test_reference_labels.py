@@ -2,6 +2,7 @@
 (checked on the official split files), `--label-order sorted` stays available, and
 r3d-annotate says which order it used."""
 import csv
+import logging
 
 import pytest
 
@@ -15,19 +16,21 @@ def ucf_lists(shared_fixtures):
     return shared_fixtures / "annotations" / "ucf101" / "ucfTrainTestlist"
 
 
-def test_ucf101_split1_default_order_is_classind(ucf_lists, tmp_path, capsys):
+def test_ucf101_split1_default_order_is_classind(ucf_lists, tmp_path, caplog):
+    caplog.set_level(logging.INFO)
     out = tmp_path / "ucf101_01.json"
-    assert main(["ucf101", str(ucf_lists), "--splits", "1", "--out", str(out), "-q"]) == 0
-    assert "label order: reference (classInd.txt order)" in capsys.readouterr().err
+    assert main(["ucf101", str(ucf_lists), "--splits", "1", "--out", str(out)]) == 0
+    assert "label order: reference (classInd.txt order)" in caplog.text
     doc = read_annotation(out)
     class_ind = [line.split()[1] for line in (ucf_lists / "classInd.txt").read_text()
                  .splitlines() if line.strip()]
     assert doc["labels"] == class_ind
     # Under the sorted order four classes swap places; the test videos of those classes are
     # the ones a reference checkpoint would name wrongly.
-    assert main(["ucf101", str(ucf_lists), "--splits", "1", "--out", str(out), "-q",
+    caplog.clear()
+    assert main(["ucf101", str(ucf_lists), "--splits", "1", "--out", str(out),
                  "--label-order", "sorted"]) == 0
-    assert "label order: sorted names" in capsys.readouterr().err
+    assert "label order: sorted names" in caplog.text
     sorted_doc = read_annotation(out)
     moved = {name for i, name in enumerate(class_ind) if sorted_doc["labels"][i] != name}
     assert moved == {"HammerThrow", "Hammering", "JumpRope", "JumpingJack"}
@@ -51,7 +54,7 @@ def _write_csv(path, rows):
         w.writerows(rows)
 
 
-def test_kinetics_order_is_first_appearance_in_the_training_csv(tmp_path, capsys):
+def test_kinetics_order_is_first_appearance_in_the_training_csv(tmp_path, caplog):
     folder = tmp_path / "k"
     folder.mkdir()
     _write_csv(folder / "kinetics-400_train.csv", [
@@ -64,9 +67,9 @@ def test_kinetics_order_is_first_appearance_in_the_training_csv(tmp_path, capsys
     assert out.doc["labels"] == ["zumba", "abseiling", "juggling", "yoga"]
     # Building the validation subset alone still takes the training file's order.
     target = tmp_path / "k400_val.json"
-    assert main(["kinetics", str(folder), "--subsets", "validation", "--out", str(target),
-                 "-q"]) == 0
-    assert "first appearance in the training CSV" in capsys.readouterr().err
+    caplog.set_level(logging.INFO)
+    assert main(["kinetics", str(folder), "--subsets", "validation", "--out", str(target)]) == 0
+    assert "first appearance in the training CSV" in caplog.text
     doc = read_annotation(target)
     assert doc["labels"] == ["zumba", "abseiling", "juggling", "yoga"]
     assert set(e["subset"] for e in doc["database"].values()) == {"validation"}

@@ -7,8 +7,8 @@ from typing import Optional
 
 from ..entries import check_unique_ids
 from ..labels import order_labels
-from ..matching import apply_policy, match_entries
-from ..schema import FRAME_BASE, new_document
+from ..matching import apply_policy, crosses_folders, match_entries
+from ..schema import FRAME_BASE, AnnotationError, new_document
 
 log = logging.getLogger(__name__)
 
@@ -19,13 +19,15 @@ class BuildOptions:
     `missing`: "drop" or "keep" entries without frames in the store; `label_order`:
     "reference" (the reference implementation's order for the dataset) or "sorted";
     `labels_from`: a class-list file fixing the order; `name`: the
-    source name written into the file (default: the dataset's)."""
+    source name written into the file (default: the dataset's); `partial_store`: accept a
+    store that holds under half of the entries (else that is taken for the wrong store)."""
     catalog: Optional[object] = None
     missing: str = "drop"
     label_order: str = "reference"
     labels_from: Optional[Path] = None
     name: Optional[str] = None
     history: dict = field(default_factory=dict)
+    partial_store: bool = False
 
 
 @dataclass
@@ -36,13 +38,38 @@ class Output:
     report: object = None
 
 
-def resolve_entries(entries, opts, alias=None, what="videos"):
-    """Match with the store (when there is one) and apply the missing-video policy."""
+def resolve_entries(entries, opts, alias=None, what="videos", same_folder=False):
+    """Match with the store (when there is one) and apply the missing-video policy.
+
+    A store that holds under half of the entries is taken for the wrong store (an error unless
+    `opts.partial_store`); with `same_folder` (entries named by their own folder layout), so
+    is a match by bare file name to a video of another class folder."""
     check_unique_ids(entries, what)
     if opts.catalog is None:
         return list(entries), None
     report = match_entries(entries, opts.catalog, alias)
+    if not opts.partial_store:
+        _check_store_fits(entries, report, opts.catalog, what, same_folder)
     return apply_policy(entries, report, opts.missing, what), report
+
+
+def _check_store_fits(entries, report, catalog, what, same_folder):
+    store = catalog.origin or catalog.root
+    if same_folder:
+        crossed = [e for e in entries if e.store is not None and
+                   crosses_folders(e.path, e.store.id)]
+        if crossed:
+            ex = ", ".join(f"{e.path} -> {e.store.id}" for e in crossed[:3])
+            raise AnnotationError(
+                f"{store}: {len(crossed)} of {report.total} {what} match a video of another "
+                f"class folder by file name alone (e.g. {ex}): is this the store made from "
+                f"these videos? (--partial-store accepts it)")
+    if report.total and report.matched * 2 < report.total:
+        missing = ", ".join(report.examples.get("missing", [])[:3])
+        raise AnnotationError(
+            f"{store}: only {report.matched} of {report.total} {what} found in the store"
+            f"{f' (missing e.g. {missing})' if missing else ''}: is this the store made from "
+            f"these videos? (--partial-store accepts a store that holds only some of them)")
 
 
 def root_info(opts):
@@ -148,14 +175,16 @@ def make_document(labels, database, opts, *, source, dataset, files, multi_label
 
 
 def build_single_label(entries, found_labels, opts, *, dataset, files, filename,
-                       reference=None, alias=None, multi_label=False, source=None):
+                       reference=None, alias=None, multi_label=False, source=None,
+                       same_folder=False):
     """The common path for trimmed datasets: resolve, order labels (`reference`: the reference
     implementation's label order for the dataset), assemble one Output.
     The source (and root) name is `opts.name`, else `source`, else the dataset's name."""
     source = opts.name or source or dataset
     labels = order_labels(found_labels, order=opts.label_order, reference=reference,
                           labels_from=opts.labels_from)
-    kept, report = resolve_entries(entries, opts, alias, what=f"{filename} videos")
+    kept, report = resolve_entries(entries, opts, alias, same_folder=same_folder,
+                                   what=f"{PurePosixPath(filename).stem} videos")
     root = root_info(opts)
     database = simple_database(kept, source, root["frame_base"], multi_label, root["path"])
     doc = make_document(labels, database, opts, source=source, dataset=dataset, files=files,

@@ -76,7 +76,7 @@ def build_from_folder(folder, opts: BuildOptions, *, val_fraction=0.0, seed=0):
     labels = sorted({e.label for e in entries})
     return [build_single_label(entries, labels, opts, dataset="custom", files=[folder],
                                filename=f"{opts.name or folder.name}.json",
-                               source=folder.name)]
+                               source=folder.name, same_folder=True)]
 
 
 def _visible_dirs(folder):
