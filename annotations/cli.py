@@ -7,6 +7,7 @@ from pathlib import Path
 import simplejson
 
 from storeformat.annotation import cycle_collector_paused, read_header
+from storeformat.cliparser import Parser
 
 from . import stats as stats_mod
 from .builders import BuildOptions, activitynet, custom, hmdb51, kinetics, mit, ucf101
@@ -15,6 +16,7 @@ from .merge import merge_annotations
 from .schema import AnnotationError, read_annotation, write_annotation
 from .store import StoreCatalog
 from .subset import make_subset
+
 
 log = logging.getLogger("r3d-annotate")
 
@@ -62,9 +64,7 @@ def _common(p):
 
 
 def _parser():
-    parser = argparse.ArgumentParser(
-        prog="r3d-annotate", description=__doc__, epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(prog="r3d-annotate", description=__doc__, epilog=EPILOG)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     quiet = argparse.ArgumentParser(add_help=False)
     quiet.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")

@@ -3,12 +3,13 @@
 generate videos -> r3d-preprocess -> r3d-annotate -> r3d-train (+ inference) -> r3d-eval.
 Every stage runs the same entry point a user would call from the shell.
 """
-import argparse
 import json
 import shutil
 import sys
 import time
 from pathlib import Path
+
+from storeformat.cliparser import Parser
 
 from .synth import CLASSES, make_dataset
 
@@ -25,8 +26,7 @@ def _call(main, argv, name):
 
 
 def build_parser():
-    p = argparse.ArgumentParser(prog="r3d-demo", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(prog="r3d-demo", description=__doc__)
     p.add_argument("--workdir", type=Path, default=Path("r3d_demo"),
                    help="folder for videos, frames, annotations and results "
                         "(default: ./r3d_demo, replaced on every run)")

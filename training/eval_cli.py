@@ -1,14 +1,15 @@
 """r3d-eval: video-level top-k and mean class accuracy (and mAP for multi-label files) of an
 inference results file."""
-import argparse
 import json
 import sys
+
+from storeformat.cliparser import Parser
 
 from .evaluation import EvaluationError, evaluate
 
 
 def build_parser():
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="r3d-eval",
         description="Video-level accuracy of RESULTS.json (written by r3d-train inference or the "
                     "reference's inference) against the annotation file GT.json; mAP too when "
