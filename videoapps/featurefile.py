@@ -277,7 +277,7 @@ def is_feature_output(path) -> bool:
     folder, its lock file), so that a glob over a folder of videos never takes it for one."""
     path = Path(path)
     if path.is_dir():
-        return ((path / SETTINGS_NAME).is_file() or
+        return ((path.name.endswith(".parts") and (path / SETTINGS_NAME).is_file()) or
                 _json_format(path / MANIFEST_NAME) == FORMAT_NAME)
     if path.name.endswith(LOCK_SUFFIX):
         return True

@@ -23,7 +23,7 @@ from training.models import CheckpointError
 from .featurefile import FORMATS, FeatureOutput
 from .options import (Loaded, add_input_options, add_model_options, file_hash, forward_crops,
                       frame_settings, sources)
-from .sources import check_video_id
+from .sources import VideoFile, check_video_id
 from .windows import Batch, VideoFailed, VideoStarted, window_events
 
 log = logging.getLogger(__name__)
@@ -164,9 +164,9 @@ def check_not_an_input(out, srcs):
     the output must never replace or hold an input."""
     real_out = os.path.realpath(out)
     for s in srcs:
-        path = getattr(s, "path", None)
-        if path is None:
+        if not isinstance(s, VideoFile):
             continue
+        path = s.path
         real = os.path.realpath(path)
         if real == real_out:
             raise ValueError(f"{out}: is an input video of this run (--overwrite never "
