@@ -41,7 +41,8 @@ def build_parser():
     p.add_argument("--quality", type=int, default=90, metavar="Q",
                    help="JPEG quality 1-100 (libjpeg scale; default: %(default)s)")
     p.add_argument("--jobs", "-j", type=int, default=os.cpu_count() or 1, metavar="N",
-                   help="parallel worker processes (default: all %(default)s cores)")
+                   help="parallel worker processes, at most the CPU cores (default: all "
+                        "%(default)s cores)")
     p.add_argument("--list", dest="list_file", default=None, metavar="FILE",
                    help="convert only the videos named in FILE, one path per line, relative "
                         "to SRC")
@@ -72,6 +73,12 @@ def main(argv=None) -> int:
         parser.error("--backend dask needs --scheduler ADDRESS")
     if args.jobs < 1:
         parser.error("--jobs must be at least 1")
+    cores = os.cpu_count() or 1
+    if args.backend == "loky" and args.jobs > cores:
+        # more processes than cores only compete, and thousands exhaust memory and hang
+        print(f"r3d-preprocess: note: --jobs {args.jobs} is more than the {cores} CPU cores; "
+              f"using {cores}", file=sys.stderr)
+        args.jobs = cores
     if args.videos_per_shard < 1:
         parser.error("--videos-per-shard must be at least 1")
     try:

@@ -24,6 +24,8 @@ from .media import MEDIA_DEMUXERS, probed_format, sniff_format
 
 log = logging.getLogger(__name__)
 
+#: Largest output height or short side accepted (8K video is 4320 lines high).
+MAX_SIZE = 4320
 
 _CONTEXT_PREFIX = re.compile(r"^(?:\[[^\]]*\]\s*)+")
 _ERROR_LINE = re.compile(rb"^(?:\[[^\]]* @ [^\]]*\]\s*)*\[(?:error|fatal|panic)\]")
@@ -59,8 +61,9 @@ class FrameSettings:
         if (self.height is None) == (self.short_side is None):
             raise ValueError("set exactly one of height and short_side")
         size = self.height if self.height is not None else self.short_side
-        if size < 2:
-            raise ValueError(f"output size must be at least 2 pixels, got {size}")
+        if not 2 <= size <= MAX_SIZE:
+            what = "height" if self.height is not None else "short side"
+            raise ValueError(f"output {what} must be 2 to {MAX_SIZE} pixels, got {size}")
         if self.fps is not None and not self.fps > 0:
             raise ValueError(f"fps must be positive, got {self.fps}")
         if not 1 <= self.quality <= 100:
@@ -107,7 +110,9 @@ class FrameReader:
 
     `width`, `height` and `fps` describe the output once entered; `errors` holds the last lines
     ffmpeg printed at error level; after iteration, `pts` holds every decoded frame's
-    timestamp in seconds (None where the stream has none) and `tick` the stream's time base.
+    timestamp in seconds (None where the stream has none; computed from the integer pts and
+    the time base, exact where showinfo's printed pts_time keeps 6 digits) and `tick` the
+    stream's time base.
     Iteration raises ExtractionError if ffmpeg fails."""
 
     def __init__(self, source_path, settings: FrameSettings):
@@ -119,6 +124,7 @@ class FrameReader:
         self.n_frames = 0
         self.pts = []
         self.tick = None
+        self._time_base = None
         self._proc = None
         self._stderr_thread = None
 
@@ -151,7 +157,7 @@ class FrameReader:
         for line in self._proc.stderr:
             match = _SHOWINFO_PTS.search(line)
             if match:
-                self.pts.append(None if match.group(1) == b"NOPTS" else float(match.group(2)))
+                self.pts.append(self._seconds(*match.groups()))
             elif _ERROR_LINE.match(line):
                 text = line.decode("utf-8", "replace").strip()
                 if text:
@@ -159,7 +165,15 @@ class FrameReader:
             else:
                 match = _SHOWINFO_TB.search(line)
                 if match and int(match.group(2)):
-                    self.tick = int(match.group(1)) / int(match.group(2))
+                    self._time_base = int(match.group(1)), int(match.group(2))
+                    self.tick = self._time_base[0] / self._time_base[1]
+
+    def _seconds(self, pts: bytes, pts_time: bytes):
+        if pts == b"NOPTS":
+            return None
+        if self._time_base is not None:
+            return int(pts) * self._time_base[0] / self._time_base[1]
+        return float(pts_time)
 
     def _finish(self, kill=False):
         if self._proc is None:

@@ -9,8 +9,9 @@ from .writers import _extract
 
 def decode_to_memory(source, settings: FrameSettings = FrameSettings()):
     """(list of JPEG bytes, metadata) of one video: n_frames, fps, width, height, duration as
-    r3d-preprocess records them. Raises ExtractionError (naming the reason) for a video that
-    cannot be decoded or comes out truncated."""
-    frames = []
-    meta = _extract(Path(source), settings, frames.append)
-    return frames, meta
+    r3d-preprocess records them, and `frame_times` (writers.output_frame_times: each frame's
+    start in seconds from the first, plus the last one's end). Raises ExtractionError (naming
+    the reason) for a video that cannot be decoded or comes out truncated."""
+    frames, times = [], []
+    meta = _extract(Path(source), settings, frames.append, frame_times=times)
+    return frames, dict(meta, frame_times=times)

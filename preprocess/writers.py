@@ -33,9 +33,10 @@ VFR_TOLERANCE = 0.1
 STOPPED = "stopped"
 
 
-def _extract(source: Path, settings, consume):
+def _extract(source: Path, settings, consume, frame_times=None):
     """Run ffmpeg on `source`, hand every JPEG to `consume`, check the result is complete and
-    return the video's metadata. Raises EnvironmentFailure when the source cannot be read
+    return the video's metadata; the list `frame_times`, when given, receives what
+    `output_frame_times` gives. Raises EnvironmentFailure when the source cannot be read
     for a reason outside the video, ExtractionError when the video is bad."""
     try:
         size = source.stat().st_size
@@ -75,7 +76,21 @@ def _extract(source: Path, settings, consume):
     if reader.errors:
         meta["warnings"] = clean_messages(reader.errors)[-3:]
         log.warning("%s: decoded with errors: %s", source, meta["warnings"][-1])
+    if frame_times is not None:
+        frame_times.extend(output_frame_times(reader.pts, n, fps, settings))
     return meta
+
+
+def output_frame_times(pts, n, fps, settings):
+    """When each of the `n` output frames starts, in seconds from the first, plus when the last
+    one ends (n + 1 values): the decoded frames' own timestamps (every frame is kept once
+    without --fps), so a variable-frame-rate video's frames keep their true times; i / fps
+    after resampling to a constant rate, or when timestamps are missing or out of order."""
+    if settings.fps is None and n > 1 and len(pts) == n and None not in pts \
+            and all(a < b for a, b in zip(pts, pts[1:])):
+        times = [t - pts[0] for t in pts]
+        return times + [2 * times[-1] - times[-2]]  # the last frame lasts as the one before
+    return [i / fps for i in range(n + 1)]
 
 
 def _decoded_span(pts):

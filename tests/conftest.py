@@ -25,6 +25,19 @@ def encode_video(path, width=320, height=240, fps=25, frames=20, codec="libx264"
     return path
 
 
+def encode_vfr_video(path):
+    """16 frames at 30 fps then 16 at 10 fps (container time base 1/600): 2.13 s of video,
+    while 32 frames at the nominal 30 fps would last 1.07 s."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    (ffmpeg.input("testsrc2=size=320x240:rate=30", f="lavfi")
+     .filter("setpts", "if(lt(N,16),N/30,16/30+(N-16)/10)/TB")
+     .output("file:" + str(path), vframes=32, vcodec="libx264", pix_fmt="yuv420p",
+             video_track_timescale=600, fps_mode="passthrough")
+     .global_args("-nostdin", "-loglevel", "error").overwrite_output().run(cmd=ffmpeg_exe()))
+    return path
+
+
 def decoded_frame_count(path) -> int:
     """Frames a full decode yields (what 'ffprobe -count_frames' reports), through PyAV."""
     with av.open(str(path)) as container:

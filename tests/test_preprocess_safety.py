@@ -15,7 +15,7 @@ import h5py
 import pytest
 
 import preprocess.writers
-from conftest import decoded_frame_count, encode_video
+from conftest import decoded_frame_count, encode_vfr_video, encode_video
 from preprocess import RunStopped, StoreBusy, convert_dataset
 from preprocess.cli import main as cli_main
 from preprocess.ffmpeg_bin import ffmpeg_exe
@@ -387,23 +387,10 @@ def test_source_moved_away_under_parallel_workers(tmp_path):
 
 # -- variable frame rate ----------------------------------------------------------------------
 
-def _encode_vfr(path):
-    """16 frames at 30 fps then 16 at 10 fps (container time base 1/600): 2.13 s of video,
-    while 32 frames at the nominal 30 fps would last 1.07 s."""
-    import ffmpeg
-    path.parent.mkdir(parents=True, exist_ok=True)
-    (ffmpeg.input("testsrc2=size=320x240:rate=30", f="lavfi")
-     .filter("setpts", "if(lt(N,16),N/30,16/30+(N-16)/10)/TB")
-     .output("file:" + str(path), vframes=32, vcodec="libx264", pix_fmt="yuv420p",
-             video_track_timescale=600, fps_mode="passthrough")
-     .global_args("-nostdin", "-loglevel", "error").overwrite_output().run(cmd=ffmpeg_exe()))
-    return path
-
-
 @pytest.mark.parametrize("fmt", ["jpg", "hdf5"])
 def test_variable_frame_rate_video_converts_with_every_frame(tmp_path, fmt):
     src = tmp_path / "src"
-    vfr = _encode_vfr(src / "phone.mp4")
+    vfr = encode_vfr_video(src / "phone.mp4")
     encode_video(src / "cfr.mp4", frames=10)
     declared = declared_video_duration(vfr)
     assert 32 / 30 < 0.9 * declared  # frame count over nominal fps would call it truncated
@@ -423,7 +410,7 @@ def test_variable_frame_rate_video_converts_with_every_frame(tmp_path, fmt):
 
 def test_fps_option_resamples_a_vfr_video_to_a_constant_rate(tmp_path):
     src = tmp_path / "src"
-    _encode_vfr(src / "phone.mp4")
+    encode_vfr_video(src / "phone.mp4")
     summary = convert_dataset(src, tmp_path / "dst", fps=10, progress=False)
     assert summary.ok
     rec = read_index(tmp_path / "dst/index.jsonl")["phone"]

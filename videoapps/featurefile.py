@@ -21,12 +21,16 @@ import h5py
 import numpy as np
 
 from storeformat.hdf5 import attr_value
+from storeformat.paths import inside
 
 FORMAT_NAME = "r3d-features"
 FORMAT_VERSION = 1
 FORMATS = ("h5", "npy")
 MANIFEST_NAME = "manifest.json"
+#: Suffix of the lock file next to the output (storeformat.lock: one run per output).
+LOCK_SUFFIX = ".r3d-lock"
 SETTINGS_NAME = "settings.json"
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 #: Settings that do not change the features (a moved checkpoint is the same checkpoint).
 NOT_COMPARED = ("checkpoint",)
 
@@ -61,17 +65,17 @@ class FeatureOutput:
         self.path, self.fmt, self.settings = Path(path), fmt, dict(settings)
         self.parts = (self.path.with_name(self.path.name + ".parts") if fmt == "h5"
                       else self.path / ".parts")
+        absolute = Path(os.path.abspath(self.path))  # 'OUT/.' and '.' name their folder
+        self.lock_path = absolute.with_name(absolute.name + LOCK_SUFFIX)
 
     # --- set-up (one process) ------------------------------------------------------------
     def prepare(self, overwrite=False) -> None:
         """Check that an existing output and parts were made with the same settings (or
-        remove them with `overwrite`), and create the parts folder."""
+        remove them with `overwrite`), and create the parts folder. Whatever r3d-features did
+        not make (a video, a folder of other files) is refused, never replaced."""
+        self._check_ours()
         if overwrite:
-            shutil.rmtree(self.parts, ignore_errors=True)
-            if self.fmt == "h5" and self.path.exists():
-                self.path.unlink()
-            elif self.fmt == "npy" and self.path.exists():
-                shutil.rmtree(self.path)
+            self._remove()
         old = self._final_settings()
         if old is not None:
             self._check(old, self.path)
@@ -79,12 +83,64 @@ class FeatureOutput:
         if marker.exists():
             self._check(json.loads(marker.read_text(encoding="utf-8")), self.parts)
         self.parts.mkdir(parents=True, exist_ok=True)
-        # what a killed process was writing when it died
-        for stale in [*self.parts.glob("*.tmp*"), *self.path.parent.glob(self.path.name +
-                                                                          ".tmp*")]:
-            stale.unlink()
+        # what a killed process was writing when it died (the output lock keeps live runs out)
+        stale = [*self.parts.glob("*.tmp*"), *self.path.parent.glob(self.path.name + ".tmp*")]
+        if self.fmt == "npy":
+            stale += [*self.path.glob(MANIFEST_NAME + ".tmp*"), *self.path.rglob("*.npy.tmp*")]
+        for path in stale:
+            path.unlink()
         _atomic_write(marker, lambda p: p.write_text(json.dumps(self.settings, indent=1),
                                                      encoding="utf-8"))
+
+    def _refuse(self, path, why):
+        raise OutputMismatch(f"{path}: {why}; r3d-features writes (and --overwrite replaces) "
+                             f"only its own output: choose another --out")
+
+    def _check_ours(self) -> None:
+        """OutputMismatch unless the output and the parts folder are absent, empty folders, or
+        what r3d-features made (an HDF5 file of its format; a folder with its manifest; a
+        parts folder with its settings)."""
+        if self.parts.exists() and not (self.parts.is_dir() and (
+                (self.parts / SETTINGS_NAME).is_file() or not any(self.parts.iterdir()))):
+            self._refuse(self.parts, "not a parts folder of r3d-features")
+        if not self.path.exists():
+            return
+        if self.fmt == "h5":
+            if not self.path.is_file():
+                self._refuse(self.path, "not a file")
+            if _file_format(self.path) != FORMAT_NAME:
+                self._refuse(self.path, "not an r3d-features HDF5 file")
+            return
+        if not self.path.is_dir():
+            self._refuse(self.path, "not a folder (--format npy writes a folder)")
+        manifest = self.path / MANIFEST_NAME
+        if manifest.is_file():
+            if _json_format(manifest) != FORMAT_NAME:
+                self._refuse(manifest, "not an r3d-features manifest")
+        elif not (self.parts / SETTINGS_NAME).is_file() and any(self.path.iterdir()):
+            self._refuse(self.path, "a folder holding other files, not an r3d-features output")
+
+    def _remove(self) -> None:
+        """Remove what the output holds that r3d-features wrote (after _check_ours): the HDF5
+        file, or the .npy files the manifest and the parts list and the manifest, never other
+        files; then the parts."""
+        if self.fmt == "h5":
+            self.path.unlink(missing_ok=True)
+        elif self.path.is_dir():
+            ids = set((self._manifest() or {}).get("videos", {}))
+            ids.update(r["id"] for r in self._part_records())
+            for vid in ids:
+                npy = self._npy_path(vid)
+                npy.unlink(missing_ok=True)
+                for folder in npy.parents:  # the folders nested ids made, once empty
+                    if folder == self.path or any(folder.iterdir()):
+                        break
+                    folder.rmdir()
+            (self.path / MANIFEST_NAME).unlink(missing_ok=True)
+        shutil.rmtree(self.parts, ignore_errors=True)
+
+    def _npy_path(self, video_id) -> Path:
+        return inside(self.path, video_id + ".npy", "video id")
 
     def _check(self, old, where):
         diff = _same(old, self.settings)
@@ -100,8 +156,8 @@ class FeatureOutput:
                 with h5py.File(self.path, "r") as f:
                     return json.loads(attr_value(f.attrs["settings"]))
             except (OSError, KeyError, ValueError) as e:
-                raise OutputMismatch(f"{self.path}: not an r3d-features file ({e}); use "
-                                     f"another --out or --overwrite") from None
+                raise OutputMismatch(f"{self.path}: not a readable r3d-features file ({e}); "
+                                     f"choose another --out") from None
         manifest = self._manifest()
         return manifest["attributes"] if manifest else None
 
@@ -129,12 +185,14 @@ class FeatureOutput:
                 for p in sorted(self.parts.glob("*.json")) if p.name != SETTINGS_NAME]
 
     # --- writing one video (any process) ---------------------------------------------------
-    def write_video(self, video_id, features, first, last, fps, n_frames, source) -> None:
+    def write_video(self, video_id, features, first, last, seconds, fps, n_frames,
+                    source) -> None:
         """Store one finished video: features [windows, dim], the windows' first and last
-        frames (0-based), the video's fps (None: unknown) and frame count."""
+        frames (0-based) and [start, end] seconds (None: unknown), the video's fps (None:
+        unknown) and frame count."""
         h = hashlib.sha1(video_id.encode("utf-8")).hexdigest()
         if self.fmt == "npy":
-            npy = self.path / (video_id + ".npy")
+            npy = self._npy_path(video_id)
             npy.parent.mkdir(parents=True, exist_ok=True)
         else:
             npy = self.parts / f"{h}.npy"
@@ -144,7 +202,8 @@ class FeatureOutput:
                   "fps": float(fps) if fps else None, "n_windows": int(features.shape[0]),
                   "dim": int(features.shape[1]),
                   "frames": np.stack([first, last], 1).tolist(),
-                  "seconds": _seconds(first, last, fps)}
+                  "seconds": None if seconds is None else np.asarray(seconds, dtype=np.float64)
+                  .tolist()}
         _atomic_write(self.parts / f"{h}.json",
                       lambda p: p.write_text(json.dumps(record), encoding="utf-8"))
 
@@ -213,12 +272,40 @@ def _save_npy(path, array):
         os.fsync(f.fileno())
 
 
-def _seconds(first, last, fps):
-    """[start, end) seconds of windows (frame i spans [i / fps, (i + 1) / fps)) as lists, or
-    None when the frame rate is unknown."""
-    if not fps:
+def is_feature_output(path) -> bool:
+    """Whether `path` is something r3d-features wrote (an output file or folder, its parts
+    folder, its lock file), so that a glob over a folder of videos never takes it for one."""
+    path = Path(path)
+    if path.is_dir():
+        return ((path.name.endswith(".parts") and (path / SETTINGS_NAME).is_file()) or
+                _json_format(path / MANIFEST_NAME) == FORMAT_NAME)
+    if path.name.endswith(LOCK_SUFFIX):
+        return True
+    try:
+        with open(path, "rb") as f:
+            if f.read(len(HDF5_SIGNATURE)) != HDF5_SIGNATURE:
+                return False
+    except OSError:
+        return False
+    return _file_format(path) == FORMAT_NAME
+
+
+def _file_format(path):
+    """The `format` attribute of an HDF5 file, None for anything else."""
+    try:
+        with h5py.File(path, "r") as f:
+            return attr_value(f.attrs.get("format"))
+    except (OSError, ValueError):
         return None
-    return np.stack([first / fps, (last + 1) / fps], 1).tolist()
+
+
+def _json_format(path):
+    """The "format" entry of a JSON object file, None for anything else."""
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return doc.get("format") if isinstance(doc, dict) else None
 
 
 def _write_group(group, record, features):

@@ -2,7 +2,9 @@
 the windows' frames and times, in one HDF5 file (or .npy files and a manifest); resumable, and
 under torchrun each process takes a disjoint share of the videos."""
 import argparse
+import contextlib
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -11,6 +13,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from storeformat.lock import output_lock
+from storeformat.paths import is_inside
 from training import distributed
 from training.checkpoint_info import inference_transforms
 from training.engine import autocast
@@ -19,7 +23,7 @@ from training.models import CheckpointError
 from .featurefile import FORMATS, FeatureOutput
 from .options import (Loaded, add_input_options, add_model_options, file_hash, forward_crops,
                       frame_settings, sources)
-from .sources import check_video_id
+from .sources import VideoFile, check_video_id
 from .windows import Batch, VideoFailed, VideoStarted, window_events
 
 log = logging.getLogger(__name__)
@@ -65,7 +69,8 @@ def build_parser():
     g.add_argument("--amp", choices=("bf16", "fp16"), default=None,
                    help="mixed-precision forward pass on CUDA")
     g.add_argument("--overwrite", action="store_true",
-                   help="start over instead of resuming (removes the output)")
+                   help="start over instead of resuming (removes the output, only when "
+                        "r3d-features made it; never an input or other files)")
     return p
 
 
@@ -127,27 +132,49 @@ def _extract(args, loaded, ctx):
     srcs = sources(args, root=args.root)
     for s in srcs:
         check_video_id(s.video_id)
+    check_not_an_input(args.out, srcs)
     output = FeatureOutput(args.out, args.format,
                            run_settings(args, loaded, sources_are_files=bool(args.videos)))
-    problem = None
-    if ctx.is_main:
-        try:
-            output.prepare(overwrite=args.overwrite)
-        except (ValueError, OSError) as e:
-            problem = str(e)
-    problem = distributed.broadcast_object(ctx, problem)  # every process stops, not just one
-    if problem:
-        raise ValueError(problem)
-    done = output.done_ids()
-    mine = [s for i, s in enumerate(srcs)
-            if i % ctx.world_size == ctx.rank and s.video_id not in done]
-    stats = _run(mine, fn, transforms, loaded, output, args, ctx)
-    parts = distributed.gather_objects(ctx, stats)
-    total = output.merge() if ctx.is_main else None
-    distributed.barrier(ctx)
+    with contextlib.ExitStack() as held:
+        problem = None
+        if ctx.is_main:
+            try:
+                output.path.parent.mkdir(parents=True, exist_ok=True)
+                held.enter_context(output_lock(output.lock_path, output.path, "r3d-features"))
+                output.prepare(overwrite=args.overwrite)
+            except (ValueError, OSError, RuntimeError) as e:
+                problem = str(e)
+        problem = distributed.broadcast_object(ctx, problem)  # every process stops
+        if problem:
+            raise ValueError(problem)
+        done = output.done_ids()
+        mine = [s for i, s in enumerate(srcs)
+                if i % ctx.world_size == ctx.rank and s.video_id not in done]
+        stats = _run(mine, fn, transforms, loaded, output, args, ctx)
+        parts = distributed.gather_objects(ctx, stats)
+        total = output.merge() if ctx.is_main else None
+        distributed.barrier(ctx)
     return {"videos": sum(p["videos"] for p in parts), "windows": sum(p["windows"] for p in parts),
             "failed": [f for p in parts for f in p["failed"]], "skipped": len(done),
             "total": total}
+
+
+def check_not_an_input(out, srcs):
+    """ValueError when `out` is one of the raw videos `srcs` or (a folder) holds one of them:
+    the output must never replace or hold an input."""
+    real_out = os.path.realpath(out)
+    for s in srcs:
+        if not isinstance(s, VideoFile):
+            continue
+        path = s.path
+        real = os.path.realpath(path)
+        if real == real_out:
+            raise ValueError(f"{out}: is an input video of this run (--overwrite never "
+                             f"replaces one); --out must name a new file or an earlier "
+                             f"r3d-features output")
+        if is_inside(real, real_out):
+            raise ValueError(f"{out}: holds the input video {path}; --out must name a new "
+                             f"folder or an earlier r3d-features output")
 
 
 def _run(mine, fn, transforms, loaded, output, args, ctx):
@@ -192,7 +219,8 @@ def _run(mine, fn, transforms, loaded, output, args, ctx):
 def _finish(entry, output, dtype):
     started, rows, _ = entry
     output.write_video(started.video_id, np.stack(rows).astype(dtype), started.first,
-                       started.last, started.fps, started.n_frames, started.source)
+                       started.last, started.seconds, started.fps, started.n_frames,
+                       started.source)
 
 
 def main(argv=None) -> int:

@@ -3,6 +3,7 @@ the model and clip options r3d-train takes (same names); the frame rule of r3d-p
 raw videos; the store and annotation of stored videos; the device."""
 import argparse
 import hashlib
+import logging
 import os
 from pathlib import Path
 
@@ -18,6 +19,8 @@ from training.sampling import SlidingWindow
 from training.transforms import NORM_PRESETS
 
 from .sources import file_sources, store_sources
+
+log = logging.getLogger(__name__)
 
 #: Decoding processes used by default with CUDA.
 MAX_DEFAULT_WORKERS = 8
@@ -81,7 +84,8 @@ def add_model_options(p):
     g.add_argument("--workers", type=int, default=None,
                    help="processes decoding videos and windows, each taking every N-th video "
                         "(default: 0 on the CPU, where a background thread does it; "
-                        f"min({MAX_DEFAULT_WORKERS}, CPU cores) with CUDA)")
+                        f"min({MAX_DEFAULT_WORKERS}, CPU cores) with CUDA; at most the CPU "
+                        "cores)")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -154,6 +158,17 @@ class Loaded:
                             if self.ctx.device.type == "cuda" else 0)
         elif self.workers < 0:
             raise ValueError("--workers must be 0 or more")
+        self.workers = cap_workers(self.workers, "--workers")
+
+
+def cap_workers(n, option) -> int:
+    """`n` processes, or the CPU cores when there are fewer (with a logged note): more only
+    compete for the same cores, and thousands would exhaust memory and hang the run."""
+    cores = os.cpu_count() or 1
+    if n > cores:
+        log.warning("%s %d is more than the %d CPU cores; using %d", option, n, cores, cores)
+        return cores
+    return n
 
 
 def frame_settings(args) -> FrameSettings:

@@ -143,12 +143,11 @@ def _result(started, table, names, args):
     average = top(table.mean(0), names, args.top_k)
     if not args.per_window:
         return average
-    fps = started.fps
     windows = []
     for w, (a, b) in enumerate(zip(started.first.tolist(), started.last.tolist())):
         entry = {"segment": [a, b + 1]}
-        if fps:
-            entry["seconds"] = [round(a / fps, 6), round((b + 1) / fps, 6)]
+        if started.seconds is not None:
+            entry["seconds"] = [round(float(t), 6) for t in started.seconds[w]]
         entry["result"] = top(table[w], names, args.top_k if args.json else 1)
         windows.append(entry)
     return {"result": average, "windows": windows} if not args.json else windows

@@ -1,19 +1,25 @@
 """The videos r3d-predict and r3d-features run on: raw video files decoded in memory by
 preprocess (the frames r3d-preprocess would store, no temporary files), or the videos of frame
 stores listed by an annotation file. Each is a lazy `VideoSource` whose `load` gives a `Video`:
-a frame store, a key in it, its frame numbers and its frame rate."""
-import os
+a frame store, a key in it, its frame numbers, its frame rate and, for raw files, each frame's
+own time."""
+import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 from preprocess.extract import ExtractionError, FrameSettings
 from preprocess.memory import decode_to_memory
 from storeformat import video_id_from_path
+from storeformat.paths import name_problem
 from training.annotation_file import read_annotation_file
 from training.datasets import StoreSet
 from training.evaluation import EvaluationError, resolve_subset, subsets_of
 from training.stores import FrameReadError, FrameStore, VideoNotFound
+
+from .featurefile import is_feature_output
+
+log = logging.getLogger(__name__)
 
 #: What loading or reading a bad video raises; the commands report it and go on.
 VIDEO_ERRORS = (ExtractionError, FrameReadError, VideoNotFound, ValueError, OSError)
@@ -44,13 +50,16 @@ class MemoryStore(FrameStore):
 
 @dataclass
 class Video:
-    """A loaded video: `frames` are its frame numbers in `store` (all of them, in order)."""
+    """A loaded video: `frames` are its frame numbers in `store` (all of them, in order);
+    `times` each frame's start in seconds from the first plus the last one's end (None:
+    frame i spans i / fps to (i + 1) / fps)."""
     video_id: str
     source: str
     store: FrameStore
     key: str
     frames: range
     fps: Optional[float]
+    times: Optional[List[float]] = None
 
     @property
     def n_frames(self) -> int:
@@ -66,7 +75,8 @@ class VideoFile:
     def load(self) -> Video:
         frames, meta = decode_to_memory(self.path, self.settings)
         store = MemoryStore(self.path, frames, meta["fps"])
-        return Video(self.video_id, self.path, store, self.path, range(len(frames)), meta["fps"])
+        return Video(self.video_id, self.path, store, self.path, range(len(frames)), meta["fps"],
+                     meta["frame_times"])
 
 
 class StoredVideo:
@@ -100,10 +110,14 @@ def file_sources(paths, settings: FrameSettings, root=None, keep_paths=False) ->
     """VideoFile sources of the raw videos `paths`. Their ids: the path as given with
     `keep_paths`, else r3d-preprocess's id rule applied to the path relative to `root` (the
     file name when no root is given): 'a/b.mp4' -> 'a/b'. Raises ValueError for a path outside
-    `root`, a missing file or two paths with one id."""
-    out, seen = [], {}
+    `root`, a missing file or two paths with one id. What r3d-features wrote (a glob over
+    the folder holding its output) is skipped with a logged note."""
+    out, seen, ours = [], {}, []
     for p in paths:
         path = Path(p)
+        if is_feature_output(path):
+            ours.append(str(p))
+            continue
         if not path.is_file():
             raise ValueError(f"{p}: no such video file")
         if keep_paths:
@@ -119,6 +133,8 @@ def file_sources(paths, settings: FrameSettings, root=None, keep_paths=False) ->
             raise ValueError(f"{seen[vid]} and {p} have the same video id {vid!r}")
         seen[vid] = p
         out.append(VideoFile(path, vid, settings))
+    if ours:
+        log.warning("skipping what r3d-features wrote (not videos): %s", ", ".join(ours))
     return out
 
 
@@ -138,10 +154,10 @@ def store_sources(stores, annotation_path, subset=None) -> list:
 
 
 def check_video_id(video_id: str) -> str:
-    """`video_id` if it can name a file or an HDF5 group inside an output root ('/'-separated
-    parts, none empty, '.' or '..'); ValueError otherwise."""
-    parts = str(video_id).split("/")
-    if not video_id or any(p in ("", ".", "..") for p in parts) or "\\" in video_id \
-            or os.path.isabs(video_id):
-        raise ValueError(f"video id {video_id!r} cannot name an output inside the output root")
+    """`video_id` if it can name a file or an HDF5 group inside an output root (the one rule:
+    storeformat.paths.name_problem); ValueError naming the id and the reason otherwise."""
+    problem = name_problem(video_id)
+    if problem:
+        raise ValueError(f"video id {video_id!r} {problem}: it cannot name an output inside "
+                         f"the output root")
     return video_id

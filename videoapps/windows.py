@@ -32,6 +32,7 @@ class VideoStarted:
     n_frames: int
     first: np.ndarray   # first frame (0-based) of each window
     last: np.ndarray    # last frame (0-based) each window takes
+    seconds: np.ndarray = None  # [windows, 2]: start of `first`, end of `last`; None: unknown
 
 
 @dataclass
@@ -53,6 +54,18 @@ def window_positions(n_frames, sampler):
     positions = range(n_frames)
     starts = sampler.starts(n_frames)
     return starts, [sampler.clip_at(positions, s) for s in starts]
+
+
+def window_seconds(first, last, video):
+    """[windows, 2] seconds each window covers, from the start of its first frame to the end of
+    its last: the frames' own times where the video has them (a variable frame rate stays
+    exact), else frame i spanning i / fps to (i + 1) / fps; None when neither is known."""
+    if video.times is not None:
+        times = np.asarray(video.times, dtype=np.float64)
+        return np.stack([times[first], times[last + 1]], 1)
+    if not video.fps:
+        return None
+    return np.stack([first / video.fps, (last + 1) / video.fps], 1)
 
 
 def load_window(video, clip, transforms) -> torch.Tensor:
@@ -89,9 +102,10 @@ def window_stream(slots_and_sources, sampler, transforms, batch_size):
         except VIDEO_ERRORS as e:
             yield VideoFailed(slot, source.video_id, str(e))
             continue
+        first = np.asarray(starts, dtype=np.int64)
+        last = np.asarray([max(c) for c in clips], dtype=np.int64)
         yield VideoStarted(slot, source.video_id, video.source, video.fps, video.n_frames,
-                           np.asarray(starts, dtype=np.int64),
-                           np.asarray([max(c) for c in clips], dtype=np.int64))
+                           first, last, window_seconds(first, last, video))
         for w in range(len(clips)):
             try:
                 x = windows.pop() if w == 0 else load_window(video, clips[w], transforms)
