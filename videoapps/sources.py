@@ -10,7 +10,7 @@ from typing import List, Optional
 
 from preprocess.extract import ExtractionError, FrameSettings
 from preprocess.memory import decode_to_memory
-from storeformat import video_id_from_path
+from storeformat import INDEX_NAME, video_id_from_path
 from storeformat.paths import name_problem
 from training.annotation_file import read_annotation_file
 from training.datasets import StoreSet
@@ -118,6 +118,12 @@ def file_sources(paths, settings: FrameSettings, root=None, keep_paths=False) ->
         if is_feature_output(path):
             ours.append(str(p))
             continue
+        if path.is_dir():
+            if (path / INDEX_NAME).is_file():
+                raise ValueError(f"{p}: a folder, an r3d store: pass it as --video-path (with "
+                                 f"--annotation-path to name its videos)")
+            raise ValueError(f"{p}: a folder, not a video file: pass its videos "
+                             f"({p}/*.mp4 ..., with --root {p} to keep class folders in the ids)")
         if not path.is_file():
             raise ValueError(f"{p}: no such video file")
         if keep_paths:
