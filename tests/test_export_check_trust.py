@@ -186,3 +186,17 @@ def test_annotation_out_that_is_the_annotation_is_refused(made, tmp_path, capsys
         assert len(err.splitlines()) == 1 and "--annotation-out" in err
         assert ann.read_bytes() == before
     assert not (tmp_path / "ref").exists()
+
+
+def test_preprocess_refuses_a_video_id_the_readers_would_refuse(made, tmp_path):
+    """Ids pass the confinement rule's name check before they become index paths: a
+    backslash in a file name would make a video that export and check refuse to read."""
+    src = tmp_path / "src"
+    (src / "walk").mkdir(parents=True)
+    shutil.copy(made["src"] / "walk" / "walk_a.mp4", src / "walk" / "a\\b.mp4")
+    shutil.copy(made["src"] / "walk" / "walk_a.mp4", src / "walk" / "fine.mp4")
+    summary = convert_dataset(src, tmp_path / "store", fmt="jpg", height=32, progress=False)
+    assert summary.converted == 1
+    assert summary.failed == [("walk/a\\b.mp4",
+                               "video id 'walk/a\\b' holds a backslash (names are "
+                               "'/'-separated)")]
