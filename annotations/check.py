@@ -9,7 +9,9 @@ once, its layout attribute read), a reference .hdf5 video file exists, a JPEG di
 first and last frame files. ``deep`` also reads what every frame needs: the video's group in
 its shard with its offsets (n_frames + 1 of them, rising, ending at the size of its JPEG
 data), the length of a reference file's ``video`` dataset, every frame file of a directory.
-Each video not on disk gets a reason naming the file.
+Each video not on disk gets a reason naming the file. Index paths are untrusted: each goes
+through storeformat.paths.inside before anything is opened, and ``deep`` refuses a group whose
+datasets would be read from another file (storeformat.h5local).
 """
 import os
 import re
