@@ -9,7 +9,9 @@ once, its layout attribute read), a reference .hdf5 video file exists, a JPEG di
 first and last frame files. ``deep`` also reads what every frame needs: the video's group in
 its shard with its offsets (n_frames + 1 of them, rising, ending at the size of its JPEG
 data), the length of a reference file's ``video`` dataset, every frame file of a directory.
-Each video not on disk gets a reason naming the file.
+Each video not on disk gets a reason naming the file. Index paths are untrusted: each goes
+through storeformat.paths.inside before anything is opened, and ``deep`` refuses a group whose
+datasets would be read from another file (storeformat.h5local).
 """
 import os
 import re
@@ -19,7 +21,9 @@ from pathlib import Path
 import numpy as np
 
 from storeformat import HDF5_LAYOUT, INDEX_NAME, frame_name, frame_path, video_key
+from storeformat.h5local import outside_problem
 from storeformat.hdf5 import attr_value
+from storeformat.paths import UnsafePath, inside, name_problem
 
 from .entries import Entry
 from .matching import find_videos, match_entries
@@ -363,12 +367,7 @@ def _column_disk_problems(cols, rows, deep) -> dict:
             found[by_id[vid]] = reason
     for r in rows[~in_shards].tolist():
         v = cols.video(r)
-        if not _inside(v.path):
-            reason = f"{v.path!r}: not a path inside the store"
-        elif v.format == "hdf5-video":
-            reason = _video_file_problem(cols.root, v, deep)
-        else:
-            reason = _jpeg_problem(cols.root, v, deep)
+        reason = _file_problem(cols.root, v, deep)
         if reason:
             found[r] = reason
     return found
@@ -384,12 +383,7 @@ def _disk_problems(root, videos, deep):
         if v.format == "hdf5":
             by_shard.setdefault(v.path, []).append(v)
             continue
-        if not _inside(v.path):
-            reason = f"{v.path!r}: not a path inside the store"
-        elif v.format == "hdf5-video":
-            reason = _video_file_problem(root, v, deep)
-        else:
-            reason = _jpeg_problem(root, v, deep)
+        reason = _file_problem(root, v, deep)
         if reason:
             found[v.id] = reason
     for rel, members in by_shard.items():
@@ -397,10 +391,25 @@ def _disk_problems(root, videos, deep):
     return found
 
 
-def _inside(rel):
-    """Whether a path from the index stays inside the store (it is untrusted input)."""
-    return (isinstance(rel, str) and rel != "" and not rel.startswith("/") and "\\" not in rel
-            and ".." not in rel.split("/"))
+def _file_problem(root, v, deep):
+    """Why a video kept outside shards (a frame directory, a reference file) is not on disk."""
+    reason = _outside(root, v.path)
+    if reason:
+        return reason
+    if v.format == "hdf5-video":
+        return _video_file_problem(root, v, deep)
+    return _jpeg_problem(root, v, deep)
+
+
+def _outside(root, rel):
+    """Why a path from the index leaves the store (it is untrusted input: a '..', absolute or
+    NUL name, or a symbolic link out; see storeformat.paths.inside), or None."""
+    try:
+        inside(root, rel, "index path")
+    except UnsafePath:
+        why = name_problem(rel) or "a symbolic link leads out"
+        return f"{rel!r}: not a path inside the store ({why})"
+    return None
 
 
 def _jpeg_problem(root, v, deep):
@@ -432,9 +441,12 @@ def _video_file_problem(root, v, deep):
 
     try:
         with h5py.File(path, "r") as f:
-            n = len(f["video"]) if "video" in f else None
+            linked = outside_problem(f, "/", ("video",))
+            n = len(f["video"]) if "video" in f and not linked else None
     except OSError as e:
         return f"{v.path}: not a readable HDF5 file ({e})"
+    if linked:
+        return f"{v.path}: {linked}"
     if n is None:
         return f"{v.path}: no 'video' dataset"
     if n != v.n_frames:
@@ -447,8 +459,9 @@ def _shard_file_problem(root, rel):
     read with HDF5's low-level calls (half of h5py.File's cost, for thousands of shards)."""
     import h5py  # only stores in HDF5 need it
 
-    if not _inside(rel):
-        return f"{rel!r}: not a path inside the store"
+    reason = _outside(root, rel)
+    if reason:
+        return reason
     path = os.fsencode(root / rel)
     if not os.path.isfile(path):
         return f"{rel}: no such shard file"
@@ -499,6 +512,9 @@ def _group_problem(f, v):
     import h5py
 
     key = v.key or video_key(v.id)
+    linked = outside_problem(f, key)
+    if linked:
+        return linked
     g = f.get(key)
     offsets = g.get("offsets") if isinstance(g, h5py.Group) else None
     jpeg = g.get("jpeg") if offsets is not None else None

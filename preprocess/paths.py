@@ -9,17 +9,12 @@ import re
 from pathlib import Path, PurePosixPath
 
 from storeformat import FAILURES_NAME, INDEX_NAME, LOCK_NAME, SETTINGS_NAME
+from storeformat.paths import is_inside, name_problem
 
 #: First components of a store's own files; a video id may not start with one of them.
 RESERVED_PATTERNS = (INDEX_NAME, SETTINGS_NAME, FAILURES_NAME, INDEX_NAME + ".*",
                      SETTINGS_NAME + ".*", FAILURES_NAME + ".*", LOCK_NAME, "shard-*.h5", ".*")
 _RESERVED = re.compile("|".join(fnmatch.translate(p) for p in RESERVED_PATTERNS))
-
-
-def is_inside(path, root) -> bool:
-    """Whether `path` is `root` or lies under it (both compared as given: resolve first)."""
-    path, root = str(path), str(root)
-    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
 
 
 def normalise_source(entry: str, src: Path):
@@ -40,12 +35,13 @@ def normalise_source(entry: str, src: Path):
 
 
 def id_problem(video_id: str):
-    """Why `video_id` cannot name a video in a store, or None when it can."""
+    """Why `video_id` cannot name a video in a store, or None when it can: the confinement
+    rule's name check (what readers of the index will apply to its path), then the store's
+    reserved names."""
+    problem = name_problem(video_id)
+    if problem:
+        return problem
     parts = video_id.split("/")
-    if not video_id or video_id.startswith("/"):
-        return "not a relative path"
-    if any(p in ("", ".", "..") for p in parts) or "\x00" in video_id:
-        return "has an empty, '.' or '..' component"
     if _RESERVED.match(parts[0]):
         return (f"'{parts[0]}' is reserved for the store's own files (index, settings, "
                 f"failures, lock, shards, hidden names)")

@@ -8,7 +8,10 @@ to where the reference's loader looks for it with ``--file_type hdf5``: ``OUT/<l
 file for that store: its root at OUT with frame_base 0 (the reference's HDF5 numbering), the
 segments renumbered accordingly, ``video_path`` only for videos the reference would not find by
 its default rule (absolute) and entries without frames in the store left out.
-JPEG bytes are copied, never re-encoded.
+JPEG bytes are copied, never re-encoded. Each file records what it was made from (the video's
+index path, key and frame count, its shard's or directory's size and mtime); a rerun rewrites
+the files whose video changed since ("refreshed") and leaves the others. Index paths and shard
+links that lead out of the store are refused per video, never read.
 """
 import argparse
 import copy
@@ -22,12 +25,16 @@ import numpy as np
 import simplejson
 from tqdm import tqdm
 
-from storeformat import INDEX_NAME, frame_path, read_index
+from storeformat import INDEX_NAME, frame_name, read_index
 from storeformat.annotation import AnnotationError, entry_frame_base, load_annotation
+from storeformat.h5local import outside_problem
+from storeformat.paths import UnsafePath, inside
 
 log = logging.getLogger("r3d-export-reference")
 
 SUFFIX = ".hdf5"
+#: Attribute of an exported file recording what it was made from (StoreReader.source).
+SOURCE_ATTR = "r3d_source"
 
 
 class ExportError(ValueError):
@@ -39,16 +46,21 @@ def reference_name(video_id, labels):
     return f"{labels[0]}/{video_id}" if len(labels) == 1 else f"test/{video_id}"
 
 
-def safe_target(out: Path, rel: str) -> Path:
-    """OUT/<rel>.hdf5, refusing names that would leave OUT."""
-    parts = PurePosixPath(rel).parts
-    if not parts or rel.startswith("/") or ".." in parts or "\\" in rel:
-        raise ExportError(f"{rel!r}: not a relative path inside {out}")
-    return out.joinpath(*parts[:-1], parts[-1] + SUFFIX)
+def recorded_source(path: Path):
+    """What an exported file says it was made from (see StoreReader.source), or None for a
+    file without the record (older exports) or one that cannot be read."""
+    try:
+        with h5py.File(path, "r") as f:
+            value = f.attrs.get(SOURCE_ATTR)
+    except OSError:
+        return None
+    return simplejson.loads(value) if isinstance(value, (str, bytes)) else None
 
 
 class StoreReader:
-    """The JPEG bytes of an r3d store's videos (JPEG directories or HDF5 shards), by index id."""
+    """The JPEG bytes of an r3d store's videos (JPEG directories or HDF5 shards), by index id.
+    Index paths are untrusted: each goes through storeformat.paths.inside, and a shard's groups
+    through storeformat.h5local, before anything is read."""
 
     def __init__(self, root):
         self.root = Path(root)
@@ -59,23 +71,42 @@ class StoreReader:
         self.records = {k: r for k, r in read_index(index).items() if r.get("status") == "done"}
         self._shard = (None, None)
 
+    def _path(self, video_id) -> Path:
+        """The store file or directory the index names for a video, confined to the store."""
+        return inside(self.root, self.records[video_id].get("path"), "video path")
+
+    def source(self, video_id) -> dict:
+        """What the video's export is made from: its index path, group key and frame count,
+        and the size and modification time of its shard (or frame directory)."""
+        rec = self.records[video_id]
+        st = os.stat(self._path(video_id))
+        return {"path": rec["path"], "key": rec.get("key"), "n_frames": rec.get("n_frames"),
+                "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
     def frames(self, video_id) -> list:
         rec = self.records[video_id]
+        path = self._path(video_id)
         if rec.get("format") == "hdf5":
-            group = self._open(rec["path"])[rec["key"]]
+            handle, key = self._open(path), rec.get("key")
+            if not isinstance(key, str) or not key:
+                raise ExportError(f"{rec['path']}: the index gives no group key")
+            problem = outside_problem(handle, key)
+            if problem:
+                raise ExportError(f"{rec['path']}: {problem}")
+            group = handle[key]
             offsets = group["offsets"][()]
             data = group["jpeg"][()].tobytes()
             return [data[offsets[i]:offsets[i + 1]] for i in range(len(offsets) - 1)]
-        directory = self.root / rec["path"]
-        return [frame_path(directory, i).read_bytes() for i in range(1, int(rec["n_frames"]) + 1)]
+        return [inside(self.root, f"{rec['path']}/{frame_name(i)}", "frame file").read_bytes()
+                for i in range(1, int(rec["n_frames"]) + 1)]
 
-    def _open(self, rel):
+    def _open(self, path):
         name, handle = self._shard
-        if name != rel:
+        if name != path:
             if handle is not None:
                 handle.close()
-            handle = h5py.File(self.root / rel, "r")
-            self._shard = (rel, handle)
+            handle = h5py.File(path, "r")
+            self._shard = (path, handle)
         return handle
 
     def close(self):
@@ -84,8 +115,9 @@ class StoreReader:
         self._shard = (None, None)
 
 
-def write_reference_video(path: Path, frames) -> None:
-    """One reference .hdf5 file, written atomically (a crash leaves no partial file)."""
+def write_reference_video(path: Path, frames, source=None) -> None:
+    """One reference .hdf5 file, written atomically (a crash leaves no partial file), with
+    `source` (what it is made from) as an attribute the reference's loader ignores."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
@@ -93,6 +125,8 @@ def write_reference_video(path: Path, frames) -> None:
             video = f.create_dataset("video", (len(frames),), dtype=h5py.vlen_dtype(np.uint8))
             for i, data in enumerate(frames):
                 video[i] = np.frombuffer(data, dtype=np.uint8)
+            if source is not None:
+                f.attrs[SOURCE_ATTR] = simplejson.dumps(source, sort_keys=True)
         os.replace(tmp, path)
     finally:
         if tmp.exists():
@@ -129,38 +163,55 @@ def _labels(entry):
 
 def export(store_root, out, *, annotation=None, annotation_out=None, root=None,
            overwrite=False, progress=True):
-    """Write the reference layout under `out`; returns (written, skipped existing, failed)."""
+    """Write the reference layout under `out`; returns (written, refreshed, skipped, failed):
+    new files, files rewritten because their video changed in the store since, files left as
+    they are, and the ids of videos not exported (each logged with its reason)."""
     out = Path(out)
+    if annotation_out is not None:
+        _check_annotation_out(annotation, annotation_out)
     store = StoreReader(store_root)
     doc = load_annotation(annotation) if annotation is not None else None
     if doc is not None and root is None and len(doc.get("roots") or {}) > 1:
         raise ExportError(f"{annotation}: several roots ({', '.join(doc['roots'])}); choose the "
                           f"one this store holds with --root")
     jobs = plan(store, doc, root)
-    written = skipped = 0
+    written = refreshed = skipped = 0
     failed = []
     try:
         for store_id, name, _ in tqdm(jobs, desc="export", unit="video", disable=not progress):
-            target = safe_target(out, name)
-            if target.exists() and not overwrite:
-                skipped += 1
-                continue
             try:
-                write_reference_video(target, store.frames(store_id))
-                written += 1
-            except (OSError, KeyError) as e:
+                target = inside(out, name + SUFFIX, "output file")
+                source = store.source(store_id)
+                stale = target.exists() and not overwrite
+                if stale and recorded_source(target) == source:
+                    skipped += 1
+                    continue
+                write_reference_video(target, store.frames(store_id), source)
+                if stale:
+                    refreshed += 1
+                else:
+                    written += 1
+            except (OSError, KeyError, TypeError, UnsafePath, ExportError) as e:
                 log.warning("%s: not exported: %s", store_id, e)
                 failed.append(store_id)
     finally:
         store.close()
     if annotation_out is not None:
-        if doc is None:
-            raise ExportError("--annotation-out needs --annotation")
         exported = {key: name for _, name, key in jobs if key is not None}
         jpeg_dirs = all(r.get("format") == "jpg" for r in store.records.values())
         write_json(reference_annotation(doc, exported, out, root, 1 if jpeg_dirs else 0),
                    annotation_out)
-    return written, skipped, failed
+    return written, refreshed, skipped, failed
+
+
+def _check_annotation_out(annotation, annotation_out):
+    """--annotation-out needs --annotation, and must not be that file (it would be replaced)."""
+    if annotation is None:
+        raise ExportError("--annotation-out needs --annotation")
+    a, b = Path(annotation), Path(annotation_out)
+    if a.resolve() == b.resolve() or (a.exists() and b.exists() and os.path.samefile(a, b)):
+        raise ExportError(f"--annotation-out {annotation_out} is the --annotation file itself; "
+                          f"write the exported annotation elsewhere")
 
 
 def reference_annotation(doc, exported, out: Path, root=None, store_base=1) -> dict:
@@ -237,14 +288,14 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="%(levelname)s %(message)s", stream=sys.stderr)
     try:
-        written, skipped, failed = export(
+        written, refreshed, skipped, failed = export(
             args.store, args.out, annotation=args.annotation, annotation_out=args.annotation_out,
             root=args.root, overwrite=args.overwrite, progress=not args.quiet)
     except (ExportError, AnnotationError, OSError) as e:
         print(f"r3d-export-reference: error: {e}", file=sys.stderr)
         return 2
-    print(f"exported {written} video(s) to {args.out}, {skipped} already there, "
-          f"{len(failed)} failed", file=sys.stderr)
+    print(f"exported {written} video(s) to {args.out}, {refreshed} refreshed (changed in the "
+          f"store), {skipped} already there, {len(failed)} failed", file=sys.stderr)
     return 1 if failed else 0
 
 
