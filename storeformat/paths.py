@@ -1,6 +1,7 @@
 """The one confinement rule for paths that come from files (index, catalog, annotation, feature
 manifest): a relative '/'-separated name with no empty, '.' or '..' part, no backslash and no
 NUL, that still lies inside its root once symlinks are resolved."""
+import functools
 import os
 from pathlib import Path
 
@@ -38,9 +39,16 @@ def inside(root, rel, what="path") -> Path:
         raise UnsafePath(f"{root}: {what} {rel!r} {problem}")
     root = Path(root)
     path = root.joinpath(*rel.split("/"))
-    real_root = os.path.realpath(root)
+    real_root = _real_root(os.fspath(root))
     real = os.path.realpath(path)
     if not is_inside(real, real_root):
         raise UnsafePath(f"{root}: {what} {rel!r} resolves to {real}, outside {real_root} "
                          f"(a symbolic link leads out)")
     return path
+
+
+@functools.lru_cache(maxsize=64)
+def _real_root(root: str) -> str:
+    # One store root serves millions of checks. Should the root's link change after the first,
+    # paths under the new target fall outside the remembered one and are refused, never let out.
+    return os.path.realpath(root)
