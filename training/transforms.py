@@ -19,14 +19,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .choices import NORM_PRESETS
 from .decode import reduction_factor
 
-#: Mean and standard deviation of the RGB values in [0, 1], as the reference defines them.
-NORM_PRESETS = {
-    "kinetics": ((0.4345, 0.4051, 0.3775), (0.2768, 0.2713, 0.2737)),
-    "activitynet": ((0.4477, 0.4209, 0.3906), (0.2767, 0.2695, 0.2714)),
-    "0.5": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
-}
 
 #: The paper's multi-scale crop sizes, as fractions of the frame's short side.
 MULTISCALE_SCALES = tuple(2.0 ** (-i / 4) for i in range(5))

@@ -5,6 +5,7 @@ from typing import Callable, Dict, List, Tuple
 
 from torch import nn
 
+from ..choices import MODEL_NAMES
 from . import densenet, pre_act_resnet, resnet, resnet2p1d, resnext, wide_resnet
 
 COMMON_OPTIONS = ("n_input_channels", "conv1_t_size", "conv1_t_stride", "no_max_pool")
@@ -38,7 +39,9 @@ FAMILIES: Dict[str, ModelFamily] = {f.name: f for f in (
                 COMMON_OPTIONS + ("growth_rate", "num_init_features", "bn_size", "drop_rate"),
                 "classifier", densenet.generate_model),
 )}
-MODEL_NAMES = tuple(FAMILIES)
+if tuple(FAMILIES) != MODEL_NAMES:  # the torch-free list the commands offer
+    raise ImportError(f"training.choices.MODEL_NAMES {MODEL_NAMES} differs from the registry's "
+                      f"families {tuple(FAMILIES)}")
 
 
 def get_family(model: str) -> ModelFamily:
