@@ -289,16 +289,16 @@ class _SimpleEntries:
         if label is None:
             return False
         if segment is None:
-            a, b = 0, -1
+            a, b, whole = 0, 0, 1
         elif type(segment) is list and len(segment) == 2 and type(segment[0]) is int \
                 and type(segment[1]) is int:
-            a, b = segment
+            (a, b), whole = segment, 0
         else:
             return False
         group = self.groups.get(root)
         if group is None:
             group = self.groups[root] = ([], [])
-        group[0].extend((position, code, label, a, b))
+        group[0].extend((position, code, label, a, b, whole))
         group[1].append((key, vid, entry))
         self.n += 1
         if self.n >= BATCH:
@@ -310,8 +310,9 @@ class _SimpleEntries:
         samples, the others go through the entry-by-entry rules."""
         builder, catalog = self.builder, self.catalog
         for root, group in self.groups.items():
-            numbers = np.array(group[0], dtype=np.int64).reshape(-1, 5)
-            positions, codes, labels, starts, stops = numbers.T
+            numbers = np.array(group[0], dtype=np.int64).reshape(-1, 6)
+            positions, codes, labels, starts, stops, whole = numbers.T
+            whole = whole.astype(bool)  # no segment: the whole video
             keys, vids, entries = zip(*group[1])
             rows = catalog.find_many(root, keys)
             n = np.zeros(len(rows), dtype=np.int64)
@@ -320,7 +321,6 @@ class _SimpleEntries:
             n[found] = catalog.n_frames_many(rows[found])
             first[found] = catalog.first_frames(rows[found])
             shift = first - self._roots[root]
-            whole = stops < starts  # no segment: the whole video
             a = np.where(whole, first, starts + shift)
             b = np.where(whole, first + n, stops + shift)
             kept = found & (n >= 1) & (first <= a) & (a < b) & (b <= first + n)
