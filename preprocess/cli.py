@@ -1,8 +1,9 @@
 """r3d-preprocess: convert a folder of videos into JPEG frame directories or HDF5 shards."""
-import argparse
 import logging
 import os
 import sys
+
+from storeformat.cliparser import Parser
 
 from .convert import FORMATS, convert_dataset
 
@@ -21,8 +22,7 @@ source stops the run (exit 2) without marking the video failed: rerun once it is
 
 
 def build_parser():
-    p = argparse.ArgumentParser(prog="r3d-preprocess", description=DESCRIPTION,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(prog="r3d-preprocess", description=DESCRIPTION)
     p.add_argument("src", metavar="SRC", help="folder of videos (class folders or flat)")
     p.add_argument("dst", metavar="DST", help="output store folder (created if missing)")
     p.add_argument("--format", choices=FORMATS, default="jpg", dest="fmt",

@@ -13,7 +13,6 @@ index path, key and frame count, its shard's or directory's size and mtime); a r
 the files whose video changed since ("refreshed") and leaves the others. Index paths and shard
 links that lead out of the store are refused per video, never read.
 """
-import argparse
 import copy
 import logging
 import os
@@ -27,6 +26,7 @@ from tqdm import tqdm
 
 from storeformat import INDEX_NAME, frame_name, read_index
 from storeformat.annotation import AnnotationError, entry_frame_base, load_annotation
+from storeformat.cliparser import Parser
 from storeformat.h5local import outside_problem
 from storeformat.paths import UnsafePath, inside
 
@@ -269,8 +269,7 @@ def write_json(doc, path) -> None:
 
 
 def _parser():
-    p = argparse.ArgumentParser(prog="r3d-export-reference", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(prog="r3d-export-reference", description=__doc__)
     p.add_argument("store", type=Path, help="r3d store (JPEG or HDF5) written by r3d-preprocess")
     p.add_argument("out", type=Path, help="folder for the reference's .hdf5 files")
     p.add_argument("--annotation", type=Path,

@@ -3,6 +3,7 @@
 and --help shows each option's default."""
 import argparse
 import difflib
+import sys
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -29,25 +30,41 @@ class Parser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
 
     def parse_args(self, args=None, namespace=None):
-        args, extras = self.parse_known_args(args, namespace)
+        argv = list(sys.argv[1:] if args is None else args)
+        for parser in self._family():  # a subcommand's parser reports errors on its own
+            parser._argv = argv
+        args, extras = self.parse_known_args(argv, namespace)
         if extras:
-            options = sorted(self._all_options())
-            hints = []
-            for arg in extras:
-                close = difflib.get_close_matches(arg.split("=", 1)[0], options, n=1, cutoff=0.6)
-                if arg.startswith("-") and close:
-                    hints.append(f"{arg}: did you mean {close[0]}?")
-            self.error(f"unrecognized arguments: {' '.join(extras)}"
-                       + (f" ({'; '.join(hints)})" if hints else ""))
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
         return args
 
-    def _all_options(self):
-        """Every option string of this parser and of its subcommands' parsers."""
-        found, todo = set(), [self]
+    def error(self, message):
+        """argparse's one-line error, with a suggestion for each unknown option given (also
+        when another error, such as a missing argument, came first)."""
+        super().error(message + self._hints())
+
+    def _hints(self) -> str:
+        options = sorted(self._all_options())
+        hints = []
+        for arg in getattr(self, "_argv", ()):
+            name = str(arg).split("=", 1)[0]
+            if name.startswith("--") and name not in options:
+                close = difflib.get_close_matches(name, options, n=1, cutoff=0.6)
+                if close:
+                    hints.append(f"{name}: did you mean {close[0]}?")
+        return f" ({'; '.join(hints)})" if hints else ""
+
+    def _family(self) -> list:
+        """This parser and its subcommands' parsers, at every level."""
+        found, todo = [], [self]
         while todo:
             parser = todo.pop()
-            found.update(parser._option_string_actions)
+            found.append(parser)
             for action in parser._actions:
                 if isinstance(action, argparse._SubParsersAction):
                     todo.extend(action.choices.values())
         return found
+
+    def _all_options(self):
+        """Every option string of this parser and of its subcommands' parsers."""
+        return {option for parser in self._family() for option in parser._option_string_actions}

@@ -26,8 +26,8 @@ from preprocess.cli import main as preprocess_main
 from training.checkpoint_info import describe_run
 from training.models import generate_model, save_checkpoint
 from training.options import build_parser
-from videoapps.features import main as features_main
-from videoapps.predict import main as predict_main
+from videoapps.cli import features_main
+from videoapps.cli import predict_main
 
 HEIGHT = 32
 #: A tiny self-describing checkpoint: ResNet-10 at a quarter width, 4-frame 32-pixel clips.

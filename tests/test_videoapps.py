@@ -28,8 +28,8 @@ from training.sampling import SlidingWindow
 from training.stores import open_store
 from training.transforms import eval_transform
 from videoapps import featurefile
-from videoapps.features import main as features_main
-from videoapps.predict import main as predict_main
+from videoapps.cli import features_main
+from videoapps.cli import predict_main
 
 NAMES = ["alpha", "beta", "gamma"]
 #: file name -> (frames, width, codec): 13 and 9 frames end in a loop-padded 4-frame window.

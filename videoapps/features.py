@@ -1,13 +1,11 @@
 """r3d-features: a checkpoint's pooled activations for every sliding window of every video, with
 the windows' frames and times, in one HDF5 file (or .npy files and a manifest); resumable, and
 under torchrun each process takes a disjoint share of the videos."""
-import argparse
 import contextlib
 import logging
 import os
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -18,60 +16,14 @@ from storeformat.paths import is_inside
 from training import distributed
 from training.checkpoint_info import inference_transforms
 from training.engine import autocast
-from training.models import CheckpointError
 
-from .featurefile import FORMATS, FeatureOutput
-from .options import (Loaded, add_input_options, add_model_options, file_hash, forward_crops,
-                      frame_settings, sources)
+from .arguments import PENULTIMATE
+from .featurefile import FeatureOutput
+from .options import Loaded, file_hash, forward_crops, frame_settings, sources
 from .sources import VideoFile, check_video_id
 from .windows import Batch, VideoFailed, VideoStarted, window_events
 
 log = logging.getLogger(__name__)
-
-PENULTIMATE = "penultimate"
-MAX_LISTED_FAILURES = 10
-
-EPILOG = """\
-examples:
-  r3d-features --video-path anet_hdf5 --annotation-path activitynet.json \\
-               --checkpoint r3d50_K_200ep.pth --model resnet --model-depth 50 --out anet.h5
-  r3d-features videos/*.mp4 --root videos --checkpoint runs/ft/best.pth --out feats.h5
-  torchrun --nproc-per-node 4 -m videoapps.features ... (one merged file at the end)
-docs/features.md describes the file.
-"""
-
-
-def build_parser():
-    p = argparse.ArgumentParser(
-        prog="r3d-features", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Extract clip features of every sliding window of videos, aligned to frames "
-                    "and seconds, into one HDF5 file. A rerun resumes.")
-    add_input_options(p)
-    p.add_argument("--root", type=Path, default=None,
-                   help="raw videos' ids are their paths relative to this folder, without "
-                        "extension (default: the file name without extension)")
-    add_model_options(p)
-    g = p.add_argument_group("features")
-    g.add_argument("--out", type=Path, required=True, help="FILE.h5, or a folder for --format npy")
-    g.add_argument("--format", choices=FORMATS, default="h5")
-    g.add_argument("--window", type=int, default=None,
-                   help="frames per window (default: the checkpoint's clip length)")
-    g.add_argument("--stride", type=int, default=None,
-                   help="frames between window starts (default: windows that do not overlap)")
-    g.add_argument("--layer", default=PENULTIMATE,
-                   help="module whose output is averaged over time and space, e.g. layer3, "
-                        "layer4, fc (default: the global-average-pooled features the "
-                        "classifier reads: 512-d for ResNet-18/34, 2048-d for ResNet-50+)")
-    g.add_argument("--crop", choices=("center", "nocrop", "five"), default="center",
-                   help="centre crop, whole frame, or the average over five crops (centre "
-                        "and corners)")
-    g.add_argument("--dtype", choices=("float32", "float16"), default="float32")
-    g.add_argument("--amp", choices=("bf16", "fp16"), default=None,
-                   help="mixed-precision forward pass on CUDA")
-    g.add_argument("--overwrite", action="store_true",
-                   help="start over instead of resuming (removes the output, only when "
-                        "r3d-features made it; never an input or other files)")
-    return p
 
 
 def feature_function(model, layer):
@@ -223,30 +175,6 @@ def _finish(entry, output, dtype):
                        started.source)
 
 
-def main(argv=None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        result = extract(args)
-    except (CheckpointError, FileNotFoundError, ValueError, RuntimeError, OSError) as e:
-        print(f"r3d-features: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("r3d-features: interrupted; run the same command again to resume",
-              file=sys.stderr)
-        return 130
-    if result["total"] is None:
-        return 0
-    print(f"r3d-features: {result['videos']} videos ({result['windows']} windows) extracted, "
-          f"{result['skipped']} already done, {len(result['failed'])} failed; {result['total']} "
-          f"videos in {args.out}")
-    for vid, reason in result["failed"][:MAX_LISTED_FAILURES]:
-        print(f"  FAILED {vid}: {reason}")
-    if len(result["failed"]) > MAX_LISTED_FAILURES:
-        print(f"  ... and {len(result['failed']) - MAX_LISTED_FAILURES} more")
-    return 1 if result["failed"] else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # python -m / torchrun -m
+    from .cli import features_main
+    sys.exit(features_main())

@@ -5,7 +5,6 @@ import argparse
 import hashlib
 import logging
 import os
-from pathlib import Path
 
 import torch
 
@@ -13,80 +12,21 @@ from preprocess.extract import FrameSettings
 from training import distributed
 from training.checkpoint_info import (clip_settings, model_from_checkpoint, model_spec,
                                       norm_settings)
-from training.models import MODEL_NAMES, read_checkpoint
+from training.models import read_checkpoint
 from training.options import parse_store_paths
 from training.sampling import SlidingWindow
-from training.transforms import NORM_PRESETS
 
+from .arguments import MAX_DEFAULT_WORKERS
 from .sources import file_sources, store_sources
 
 log = logging.getLogger(__name__)
 
-#: Decoding processes used by default with CUDA.
-MAX_DEFAULT_WORKERS = 8
 
 #: r3d-train's model options: attribute -> generate_model option.
 MODEL_OPTIONS = {"n_classes": "n_classes", "conv1_t_size": "conv1_t_size",
                  "conv1_t_stride": "conv1_t_stride", "resnet_shortcut": "shortcut_type",
                  "resnet_widen_factor": "widen_factor", "wide_resnet_k": "k",
                  "resnext_cardinality": "cardinality"}
-
-
-def add_input_options(p):
-    g = p.add_argument_group("input: raw videos (VIDEO...) or a store and its annotation file")
-    g.add_argument("videos", nargs="*", metavar="VIDEO",
-                   help="video files in any container r3d-preprocess reads")
-    g.add_argument("--video-path", action="append", default=[], metavar="[NAME=]PATH",
-                   help="frame store written by r3d-preprocess (or the reference's layouts); "
-                        "NAME=PATH for the named roots of a merged annotation file")
-    g.add_argument("--annotation-path", type=Path, default=None,
-                   help="annotation file listing the store's videos")
-    g.add_argument("--subset", default=None,
-                   help="only the videos of this subset (default: every video of the file)")
-    g = p.add_argument_group("frame rule for raw videos (as r3d-preprocess; use the store's)")
-    g.add_argument("--height", type=int, default=240, help="frame height (default: %(default)s)")
-    g.add_argument("--short-side", type=int, default=None,
-                   help="scale the short side to this instead of --height")
-    g.add_argument("--fps", type=float, default=None, help="resample to this frame rate")
-    g.add_argument("--quality", type=int, default=90, help="JPEG quality of the frames")
-
-
-def add_model_options(p):
-    g = p.add_argument_group("model (r3d checkpoints record these; needed for reference ones)")
-    g.add_argument("--checkpoint", type=Path, required=True, help="r3d or reference checkpoint")
-    g.add_argument("--weights-only", choices=("yes", "no"), default="yes",
-                   help="torch.load(weights_only=...); 'no' only for files you trust")
-    g.add_argument("--model", choices=MODEL_NAMES, default=None)
-    g.add_argument("--model-depth", type=int, default=None)
-    g.add_argument("--n-classes", type=int, default=None)
-    g.add_argument("--conv1-t-size", type=int, default=None)
-    g.add_argument("--conv1-t-stride", type=int, default=None)
-    g.add_argument("--no-max-pool", action="store_true", default=None)
-    g.add_argument("--resnet-shortcut", choices=("A", "B"), default=None)
-    g.add_argument("--resnet-widen-factor", type=float, default=None)
-    g.add_argument("--wide-resnet-k", type=int, default=None)
-    g.add_argument("--resnext-cardinality", type=int, default=None)
-    g = p.add_argument_group("clip settings (default: the checkpoint's, else r3d-train's)")
-    g.add_argument("--sample-size", type=int, default=None, help="crop height and width")
-    g.add_argument("--sample-duration", type=int, default=None, help="frames per window")
-    g.add_argument("--sample-t-stride", type=int, default=None, help="take every N-th frame")
-    g.add_argument("--mean-dataset", choices=sorted(NORM_PRESETS), default=None,
-                   help="normalisation preset (with --value-scale, --no-mean-norm, "
-                        "--no-std-norm: as r3d-train)")
-    g.add_argument("--value-scale", type=int, choices=(1, 255), default=None)
-    g.add_argument("--no-mean-norm", action="store_true")
-    g.add_argument("--no-std-norm", action="store_true")
-    g = p.add_argument_group("hardware")
-    g.add_argument("--device", default="auto",
-                   help="auto (the GPU when CUDA is available), cpu, or cuda[:N]")
-    g.add_argument("--batch", type=int, default=32,
-                   help="windows per forward pass (default: %(default)s)")
-    g.add_argument("--workers", type=int, default=None,
-                   help="processes decoding videos and windows, each taking every N-th video "
-                        "(default: 0 on the CPU, where a background thread does it; "
-                        f"min({MAX_DEFAULT_WORKERS}, CPU cores) with CUDA; at most the CPU "
-                        "cores)")
-    g.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def model_overrides(args) -> dict:

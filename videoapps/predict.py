@@ -1,9 +1,7 @@
 """r3d-predict: a checkpoint's top classes for raw videos or the videos of a store, scored over
 sliding windows exactly as r3d-train's inference scores them (softmax per window, averaged per
 video)."""
-import argparse
 import json
-import logging
 import sys
 from pathlib import Path
 
@@ -13,44 +11,9 @@ from tqdm.auto import tqdm
 
 from training.annotation_file import read_annotation_file
 from training.checkpoint_info import class_names_of, inference_transforms
-from training.models import CheckpointError
 
-from .options import Loaded, add_input_options, add_model_options, forward_crops, sources
+from .options import Loaded, forward_crops, sources
 from .windows import Batch, VideoFailed, VideoStarted, window_events
-
-EPILOG = """\
-examples:
-  r3d-predict clip.mp4 other.mkv --checkpoint runs/ft/best.pth
-  r3d-predict clip.mp4 --checkpoint r3d50_K_200ep.pth --model resnet --model-depth 50 \\
-              --labels kinetics700.txt --per-window --json
-  r3d-predict --video-path ucf101_hdf5 --annotation-path ucf101_01.json --subset validation \\
-              --checkpoint runs/ft/best.pth --json > predictions.json
-"""
-
-
-def build_parser():
-    p = argparse.ArgumentParser(
-        prog="r3d-predict", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Classify videos with a trained 3D CNN: every sliding window is scored and "
-                    "the softmax scores averaged per video, as r3d-train --inference does.")
-    add_input_options(p)
-    add_model_options(p)
-    g = p.add_argument_group("output")
-    g.add_argument("--labels", type=Path, default=None,
-                   help="class names for checkpoints that do not record them: a text file "
-                        "with one name per line, or an annotation file (its 'labels')")
-    g.add_argument("-k", "--top-k", type=int, default=5, help="classes shown per video")
-    g.add_argument("--per-window", action="store_true",
-                   help="also each window's frames, time span and top class")
-    g.add_argument("--stride", type=int, default=None,
-                   help="frames between window starts (default: windows that do not overlap)")
-    g.add_argument("--crop", choices=("center", "nocrop"), default=None,
-                   help="spatial crop (default: the checkpoint's inference crop, else center)")
-    g.add_argument("--json", action="store_true",
-                   help='print {"results": {video: [{"label", "score"}, ...]}} (r3d-eval reads '
-                        "it); with --per-window each video lists its windows instead")
-    return p
-
 
 def read_labels(path) -> list:
     """Class names from a text file (one per line) or an annotation file's 'labels'."""
@@ -167,22 +130,6 @@ def _print_video(vid, result, args, out):
                       f"{best['label']} {best['score']:.4f}\n")
 
 
-def main(argv=None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    if args.top_k < 1:
-        parser.error("-k must be at least 1")
-    try:
-        _, failures = predict(args)
-    except (CheckpointError, FileNotFoundError, ValueError, RuntimeError) as e:
-        print(f"r3d-predict: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("r3d-predict: interrupted", file=sys.stderr)
-        return 130
-    return 1 if failures else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # python -m / torchrun -m
+    from .cli import predict_main
+    sys.exit(predict_main())
