@@ -14,25 +14,37 @@ PREFIX = 32
 _MULT = np.uint64(1099511628211)
 
 
+def packed(keys: list):
+    """(blob, offsets): the bytes of `keys` back to back, key i at blob[offsets[i]:offsets[i+1]]."""
+    offsets = np.zeros(len(keys) + 1, dtype=np.int64)
+    np.cumsum(np.fromiter(map(len, keys), dtype=np.int64, count=len(keys)), out=offsets[1:])
+    return np.frombuffer(b"".join(keys), dtype=np.uint8), offsets
+
+
 def pack(keys: list) -> dict:
     """The arrays of a table of `keys` (sorted, non-empty bytes without NUL)."""
-    lengths = np.fromiter(map(len, keys), dtype=np.int64, count=len(keys))
-    offsets = np.zeros(len(keys) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=offsets[1:])
-    blob = np.frombuffer(b"".join(keys), dtype=np.uint8)
+    blob, offsets = packed(keys)
+    lengths = np.diff(offsets)
     width = max(1, min(PREFIX, int(lengths.max()) if len(keys) else 1))
     prefix = np.array([k[:width] for k in keys], dtype=f"S{width}")
     return {"key_blob": blob, "key_offsets": offsets, "key_prefix": prefix}
 
 
 def hashes(blob: np.ndarray, offsets: np.ndarray) -> np.ndarray:
-    """A 64-bit polynomial hash of each key of a packed table (sum of byte * MULT**position,
-    wrapping, mixed with the length), in chunks of keys to bound the temporary arrays."""
-    n = len(offsets) - 1
-    out = np.zeros(n, dtype=np.uint64)
+    """A 64-bit polynomial hash of each non-empty key of a packed table (sum of byte *
+    MULT**position, wrapping, mixed with the length; empty keys: 0), in chunks of keys to bound
+    the temporary arrays."""
+    lengths = np.diff(offsets)
+    out = np.zeros(len(lengths), dtype=np.uint64)
+    full = np.flatnonzero(lengths)
+    if len(full) < len(lengths):  # reduceat needs non-empty segments
+        if len(full):
+            out[full] = hashes(*packed([blob[offsets[i]:offsets[i + 1]].tobytes()
+                                        for i in full]))
+        return out
+    n = len(lengths)
     if n == 0:
         return out
-    lengths = np.diff(offsets)
     longest = int(lengths.max())
     powers = np.full(max(longest, 1), _MULT, dtype=np.uint64)
     powers[0] = 1
@@ -45,7 +57,7 @@ def hashes(blob: np.ndarray, offsets: np.ndarray) -> np.ndarray:
             starts = offsets[a:b] - lo
             pos = np.arange(hi - lo, dtype=np.int64) - np.repeat(starts, lengths[a:b])
             terms = blob[lo:hi].astype(np.uint64) * powers[pos]
-            out[a:b] = np.add.reduceat(terms, starts) if hi > lo else 0
+            out[a:b] = np.add.reduceat(terms, starts)
             out[a:b] ^= lengths[a:b].astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
     return out
 
@@ -67,35 +79,35 @@ class KeyTable:
         """Row of `key`, or None."""
         if not key or b"\x00" in key or not len(self):
             return None
-        head = np.bytes_(key[:self.prefix.dtype.itemsize])
-        lo = int(np.searchsorted(self.prefix, head, "left"))
-        hi = int(np.searchsorted(self.prefix, head, "right"))
+        width = self.prefix.dtype.itemsize
+        head = key[:width]
+        lo = int(self.prefix.searchsorted(head))
+        if lo == len(self) or self.prefix[lo] != head:
+            return None
+        if self[lo] == key:
+            return lo
+        if len(key) <= width:  # the only key with this prefix is `key` itself
+            return None
+        hi = int(self.prefix.searchsorted(head, "right"))
         i = bisect.bisect_left(range(lo, hi), key, key=self.__getitem__) + lo
         return i if i < hi and self[i] == key else None
 
     def find_many(self, wanted: list) -> np.ndarray:
         """Rows of many bytes keys, -1 for those the table has not."""
         out = np.full(len(wanted), -1, dtype=np.int64)
-        usable = [j for j, k in enumerate(wanted) if k and b"\x00" not in k]
-        if not usable or not len(self):
+        if not len(wanted) or not len(self):
             return out
-        keys = [bytes(wanted[j]) for j in usable]
-        out[usable] = self._find_usable(keys)
-        return out
-
-    def _find_usable(self, wanted: list) -> np.ndarray:
-        out = np.full(len(wanted), -1, dtype=np.int64)
-        w = pack(wanted)
-        h = hashes(w["key_blob"], w["key_offsets"])
+        blob, offsets = packed(wanted)
+        h = hashes(blob, offsets)
         sorted_h, order = self._hash_index()
         by_h = np.argsort(h)  # sorted needles: each search starts near the last
         at = np.empty(len(h), dtype=np.int64)
         at[by_h] = np.minimum(np.searchsorted(sorted_h, h[by_h]), len(sorted_h) - 1)
         row = order[at]
-        same = (sorted_h[at] == h) & self._equal(row, w["key_blob"], w["key_offsets"])
+        same = (sorted_h[at] == h) & self._equal(row, blob, offsets)
         out[same] = row[same]
-        for j in np.flatnonzero(~same & (sorted_h[at] == h)):  # hash shared with another key
-            found = self.find(wanted[j])
+        for j in np.flatnonzero(~same & (sorted_h[at] == h) & (np.diff(offsets) > 0)):
+            found = self.find(bytes(wanted[j]))  # a hash shared with another key
             out[j] = -1 if found is None else found
         return out
 
@@ -105,14 +117,19 @@ class KeyTable:
         theirs = np.diff(offsets)
         same = mine == theirs
         todo = np.flatnonzero(same & (theirs > 0))
-        if len(todo):
+        if not len(todo):
+            return same
+        if len(todo) < len(rows):  # compare the keys of equal length only
             lengths = theirs[todo]
-            starts = np.zeros(len(todo), dtype=np.int64)
-            np.cumsum(lengths[:-1], out=starts[1:])
-            pos = np.arange(int(lengths.sum()), dtype=np.int64) - np.repeat(starts, lengths)
-            a = self.blob[np.repeat(self.offsets[rows[todo]], lengths) + pos]
-            b = blob[np.repeat(offsets[todo], lengths) + pos]
-            same[todo] = np.logical_and.reduceat(a == b, starts)
+            sub = np.zeros(len(todo) + 1, dtype=np.int64)
+            np.cumsum(lengths, out=sub[1:])
+            at = np.arange(int(sub[-1]), dtype=np.int64)
+            at += np.repeat(offsets[todo] - sub[:-1], lengths)
+            blob, offsets, rows, theirs = blob[at], sub, rows[todo], lengths
+        mine_at = np.arange(len(blob), dtype=np.int64)
+        mine_at += np.repeat(self.offsets[rows] - offsets[:-1], theirs)
+        differ = np.flatnonzero(self.blob[mine_at] != blob)
+        same[todo[np.searchsorted(offsets, differ, "right") - 1]] = False
         return same
 
     def _hash_index(self):
