@@ -234,3 +234,26 @@ def test_a_link_inside_a_shard_is_refused(stores, tmp_path, link):
     with pytest.raises(FrameReadError, match=rf"refused: .*jpeg' is an? {link} link"):
         store.read_bytes("walk/v_walk_0", [0])
     assert len(store.read_bytes("jump/v_jump_0", [0])) == 1
+
+
+def test_r3d_train_reports_an_unwritable_catalog_in_one_line(stores, tmp_path, monkeypatch,
+                                                              capsys):
+    from training.cli import main as train_main
+    from training_data import reference_doc
+
+    root = copy_tree(stores["jpg"], tmp_path / "jpg")
+    (root / CATALOG_DIR).write_text("a file where the folder would be")
+    blocker = tmp_path / "cache-file"
+    blocker.write_text("")
+    monkeypatch.setenv("R3D_CACHE", str(blocker))
+    ann = tmp_path / "ann.json"
+    ann.write_text(json.dumps(reference_doc()))
+    argv = ["--video-path", str(root), "--annotation-path", str(ann), "--result-path",
+            str(tmp_path / "run"), "--model", "resnet", "--model-depth", "10",
+            "--resnet-widen-factor", "0.125", "--sample-size", "32", "--sample-duration", "8",
+            "--batch-size", "2", "--n-threads", "0", "--no-progress", "--n-epochs", "1"]
+    capsys.readouterr()
+    assert train_main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("r3d-train: error:") and "\n" not in err, err
+    assert str(root) in err and "R3D_CACHE" in err

@@ -101,7 +101,7 @@ def _folder_problem(directory: Path):
     writes or deletes through a link it did not make."""
     try:
         mode = os.lstat(directory).st_mode
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # to be made (or failing to be) by mkdir
         return None
     except OSError as e:
         return f"cannot be examined ({e.strerror or e})"
@@ -268,8 +268,8 @@ class StoreCatalog(_PerProcessFiles):
         for d in catalog_dirs(root):
             problem = _folder_problem(d)
             if problem:
-                log.warning("%s: catalog folder %s %s: not used (a catalog folder is never a "
-                            "link; remove it)", root, d, problem)
+                log.warning("%s: catalog folder %s %s: not used (catalogs are written only in "
+                            "a folder of their own, never through a link)", root, d, problem)
                 refused.append(f"{d} {problem}")
             else:
                 dirs.append(d)
@@ -831,7 +831,8 @@ class VideoCatalog:
     store given without a name serves every entry, whatever root it names (a file with several
     roots then needs them named); a name that is not one of the roots of a file that has roots
     is an error. Entries without a root (the reference's files) are looked for in every store
-    given, in order. `find` locates a video (in the parent, while building samples); the
+    given, in order. The stores given are opened at once (a catalog that cannot be derived is
+    one error); the others when first needed. `find` locates a video (in the parent, while building samples); the
     per-row methods read it (in the workers). Row r belongs to store ``r % len(names)``."""
 
     def __init__(self, stores, doc=None):
@@ -854,6 +855,8 @@ class VideoCatalog:
                                                  for name in self.names[len(stores):]]
         self._stores = [None] * len(self.names)
         self._tables = [None] * len(self.names)
+        for i in range(self._given):  # now: a store that cannot open fails once, not per video
+            self._open(i)
 
     def __len__(self):
         """Number of stores."""
