@@ -126,10 +126,11 @@ def test_one_long_id_costs_its_own_bytes(stores, tmp_path):
     template = next(r for r in records if r["id"] == "walk/v_walk_1")
     long_id = "walk/" + "x" * 100_000
     extra = [{**template, "id": f"more/v{i:04d}"} for i in range(300)]
-    _write_index(root, records + extra + [{**template, "id": long_id}])
+    long_path = {**template, "id": "walk/long_path", "path": "walk/" + "y" * 100_000}
+    _write_index(root, records + extra + [{**template, "id": long_id}, long_path])
     catalog = StoreCatalog.open(root)
     size = sum(p.stat().st_size for p in catalog.directory.iterdir())
-    assert size < 1_000_000  # padded to the longest id: 300 * 100 KB = 30 MB
+    assert size < 1_000_000  # padded to the longest id or path: 300 * 100 KB = 30 MB
     assert catalog.key(catalog.row(long_id)) == long_id
     wanted = [long_id, "more/v0007", "walk/" + "x" * 99_999, "jump/v_jump_1"]
     rows = catalog.rows([w.encode() for w in wanted])
@@ -137,6 +138,8 @@ def test_one_long_id_costs_its_own_bytes(stores, tmp_path):
                              catalog.row("jump/v_jump_1")]
     assert catalog.read_bytes(catalog.row(long_id), [1]) == \
         catalog.read_bytes(catalog.row("walk/v_walk_1"), [1])
+    with pytest.raises(FrameReadError, match="walk/long_path"):
+        catalog.read_bytes(catalog.row("walk/long_path"), [1])
 
 
 def test_an_old_format_catalog_is_derived_again(stores, tmp_path):

@@ -55,7 +55,8 @@ KINDS = {"hdf5": 0, "jpg": 1}  # the store format -> the number of its first fra
 #: Frame counts a record may give (the catalog stores them as int32).
 MAX_FRAMES = 2 ** 31 - 1
 _ARRAY_NAMES = ("key_blob", "key_offsets", "key_prefix", "n_frames", "fps", "shard", "data",
-                "start", "offsets", "paths", "keys")  # keys: catalog version 1
+                "start", "offsets", "path_blob", "path_offsets",
+                "keys", "paths")  # keys, paths: catalog version 1
 _SIDE_NAMES = ("failed", "problems", "groups")
 #: The only file names a catalog folder holds besides catalog.json and lock: clean-up deletes
 #: these and nothing else.
@@ -183,10 +184,15 @@ class _Shard:
         return self.fd is not None
 
     def dataset(self, key):
+        """The jpeg dataset of group `key`; OSError when a link leads out of the shard."""
         if self.h5 is None:
             import h5py
             self.h5 = h5py.File(self.path, "r")
-        return self.h5[key]["jpeg"]
+        name = f"{key}/jpeg".encode("utf-8", "surrogateescape")
+        problem = _link_problem(self.h5, name)
+        if problem:
+            raise OSError(problem)
+        return self.h5[name.decode("utf-8", "surrogateescape")]
 
     def close(self):
         try:
@@ -224,7 +230,9 @@ class StoreCatalog(_PerProcessFiles):
             setattr(self, "_" + name, _load_array(self.directory / f"{tag}.{name}.npy"))
         self._table = keytable.KeyTable(self._key_blob, self._key_offsets, self._key_prefix)
         if self._meta.get("paths"):
-            self._paths = _load_array(self.directory / f"{tag}.paths.npy")
+            self._paths = keytable.KeyTable(
+                *(_load_array(self.directory / f"{tag}.{n}.npy")
+                  for n in ("path_blob", "path_offsets")))
         else:
             self._paths = None
         self._side = {}  # lazily read JSON side tables (failures, problems, h5py groups)
@@ -546,8 +554,9 @@ def _derive(root: Path, index: Path, directory: Path, progress, jobs, alone=True
     if kind == "jpg":
         paths = [done[v][1] or v for v in ids]
         if any(rel != vid for vid, rel in zip(ids, paths)):
-            arrays["paths"] = np.array([str(p).encode("utf-8", "surrogateescape")
-                                        for p in paths])
+            blob, offsets = keytable.packed([p.encode("utf-8", "surrogateescape")
+                                             for p in paths])
+            arrays.update(path_blob=blob, path_offsets=offsets)
             meta["paths"] = True
     else:
         meta["shards"] = _derive_shards(root, directory, tag, ids, done, n_frames, arrays,
@@ -681,6 +690,21 @@ def _scan_shard(job):
     return size, outcomes
 
 
+def _link_problem(h5, name: bytes):
+    """Why the HDF5 path `name` of the open file `h5` is refused (one of its parts is a soft or
+    external link, which would lead to another object or file), or None."""
+    from h5py import h5l
+    parts = name.split(b"/")
+    for i in range(1, len(parts) + 1):
+        part = b"/".join(parts[:i])
+        kind = h5.id.links.get_info(part).type
+        if kind != h5l.TYPE_HARD:
+            what = {h5l.TYPE_SOFT: "a soft link", h5l.TYPE_EXTERNAL: "an external link"}
+            return (f"refused: {part.decode('utf-8', 'surrogateescape')!r} is "
+                    f"{what.get(kind, 'a link')} (r3d shards hold their data themselves)")
+    return None
+
+
 class _ShardScan:
     """Finds the videos of one open shard with h5py's low-level calls (a fraction of the time
     of its objects). Contiguous datasets are read with pread once a probe has shown that the
@@ -699,20 +723,6 @@ class _ShardScan:
                 plist.get_external_count():
             return None
         return dataset.get_offset()
-
-    def _link_problem(self, name: bytes):
-        """Why the HDF5 path `name` is refused (one of its parts is a soft or external link,
-        which would lead to another object or file), or None."""
-        from h5py import h5l
-        parts = name.split(b"/")
-        for i in range(1, len(parts) + 1):
-            part = b"/".join(parts[:i])
-            kind = self.h5.id.links.get_info(part).type
-            if kind != h5l.TYPE_HARD:
-                what = {h5l.TYPE_SOFT: "a soft link", h5l.TYPE_EXTERNAL: "an external link"}
-                return (f"refused: {part.decode('utf-8', 'surrogateescape')!r} is "
-                        f"{what.get(kind, 'a link')} (r3d shards hold their data themselves)")
-        return None
 
     def _probe(self, jpeg, offset):
         from h5py import h5s
@@ -745,7 +755,8 @@ class _ShardScan:
         from h5py import h5d
         name = key.encode("utf-8", "surrogateescape")
         try:
-            link = self._link_problem(name + b"/jpeg") or self._link_problem(name + b"/offsets")
+            link = _link_problem(self.h5, name + b"/jpeg") or \
+                _link_problem(self.h5, name + b"/offsets")
             if link:
                 return link
             jpeg = h5d.open(self.h5.id, name + b"/jpeg")

@@ -63,9 +63,10 @@ def hashes(blob: np.ndarray, offsets: np.ndarray) -> np.ndarray:
 
 
 class KeyTable:
-    """The keys of a catalog (arrays from `pack`, usually memory-mapped)."""
+    """The keys of a catalog (arrays from `pack`, usually memory-mapped); without `prefix`, a
+    table read by row only (a JPEG store's video paths)."""
 
-    def __init__(self, blob, offsets, prefix):
+    def __init__(self, blob, offsets, prefix=None):
         self.blob, self.offsets, self.prefix = blob, offsets, prefix
         self._by_hash = None
 
