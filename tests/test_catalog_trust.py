@@ -93,6 +93,18 @@ def test_a_shipped_catalog_cannot_name_a_file_outside_the_store(stores, tmp_path
     assert catalog.read_bytes(row, [0]) != [b"S"]
 
 
+def test_a_shipped_catalog_tag_cannot_name_files_outside_its_folder(stores, tmp_path):
+    root = copy_tree(stores["jpg"], tmp_path / "jpg")
+    StoreCatalog.open(root)
+    path = root / CATALOG_DIR / META_NAME
+    meta = json.loads(path.read_text())
+    for name in ("key_blob", "key_offsets", "key_prefix", "n_frames", "fps"):
+        shutil.copy(root / CATALOG_DIR / f"{meta['tag']}.{name}.npy", tmp_path / f"x.{name}.npy")
+    path.write_text(json.dumps({**meta, "tag": "../../x"}))
+    with pytest.raises(CatalogError, match=rf"{META_NAME}: not a catalog r3d wrote .*'../../x'"):
+        StoreCatalog.open(root)
+
+
 def test_catalog_has_no_private_path_check():
     assert not hasattr(catalog_module, "_inside")
 

@@ -58,9 +58,12 @@ _ARRAY_NAMES = ("key_blob", "key_offsets", "key_prefix", "n_frames", "fps", "sha
                 "start", "offsets", "path_blob", "path_offsets",
                 "keys", "paths")  # keys, paths: catalog version 1
 _SIDE_NAMES = ("failed", "problems", "groups")
+#: A catalog's tag, the prefix of its file names (checked before it names a file).
+_TAG = re.compile(r"[0-9a-f]{12}")
 #: The only file names a catalog folder holds besides catalog.json and lock: clean-up deletes
 #: these and nothing else.
-_OWN_FILE = re.compile(r"(?P<tag>[0-9a-f]{12})\.(?:(?:%s)\.npy|(?:%s)\.json)|%s\.(?P<tmp>[0-9a-f]{12})\.tmp"
+_OWN_FILE = re.compile(r"(?P<tag>[0-9a-f]{12})\.(?:(?:%s)\.npy|(?:%s)\.json)"
+                       r"|%s\.(?P<tmp>[0-9a-f]{12})\.tmp"
                        % ("|".join(_ARRAY_NAMES), "|".join(_SIDE_NAMES), re.escape(META_NAME)))
 
 
@@ -337,9 +340,11 @@ class StoreCatalog(_PerProcessFiles):
 
     @classmethod
     def _checked(cls, root, directory, meta, kind, max_open_files):
-        if meta.get("kind") not in KINDS or not isinstance(meta.get("tag"), str):
+        tag = meta.get("tag")
+        if meta.get("kind") not in KINDS or not (isinstance(tag, str) and _TAG.fullmatch(tag)):
             raise CatalogError(f"{directory / META_NAME}: not a catalog r3d wrote (kind "
-                               f"{meta.get('kind')!r}); delete the folder to derive it again")
+                               f"{meta.get('kind')!r}, tag {tag!r}); delete the folder to "
+                               f"derive it again")
         if kind is not None and meta["kind"] != kind and meta["videos"]:
             name = {"hdf5": "an HDF5", "jpg": "a JPEG directory"}[kind]
             raise ValueError(f"{root}: index lists ['{meta['kind']}'] videos, not {name} "
