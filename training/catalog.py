@@ -8,6 +8,9 @@ written next to the index (``<store>/.r3d-catalog/``, or under ``$R3D_CACHE`` /
 once with h5py) or ahead of time with ``python -m training.catalog STORE...``, and derived again
 when the index changes. A process reading every video thus adds no private memory per video,
 and a clip from an r3d shard is one read of a contiguous byte range, without HDF5 calls.
+Nothing read is trusted: index records are checked one by one, the paths a catalog names are
+confined with storeformat.paths.inside when it is opened, a catalog folder is never a link, and
+clean-up deletes only the file names a catalog writes (docs/data.md).
 
 `VideoCatalog` combines the stores of a run (root names -> stores, as annotation files name
 them): the parent finds videos by candidate keys; workers read them by integer row.
