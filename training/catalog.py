@@ -698,13 +698,14 @@ def _scan_shard(job):
     return size, outcomes
 
 
-def _link_problem(h5, name: bytes):
-    """Why the HDF5 path `name` of the open file `h5` is refused (one of its parts is a soft or
-    external link, which would lead to another object or file), or None."""
+def _link_problem(h5, name: bytes, leaves=()):
+    """Why the HDF5 path `name` of the open file `h5`, or one of its `leaves` (names under it),
+    is refused (a part of it is a soft or external link, which would lead to another object or
+    file), or None."""
     from h5py import h5l
     parts = name.split(b"/")
-    for i in range(1, len(parts) + 1):
-        part = b"/".join(parts[:i])
+    for part in [b"/".join(parts[:i]) for i in range(1, len(parts) + 1)] + \
+            [name + b"/" + leaf for leaf in leaves]:
         kind = h5.id.links.get_info(part).type
         if kind != h5l.TYPE_HARD:
             what = {h5l.TYPE_SOFT: "a soft link", h5l.TYPE_EXTERNAL: "an external link"}
@@ -763,8 +764,7 @@ class _ShardScan:
         from h5py import h5d
         name = key.encode("utf-8", "surrogateescape")
         try:
-            link = _link_problem(self.h5, name + b"/jpeg") or \
-                _link_problem(self.h5, name + b"/offsets")
+            link = _link_problem(self.h5, name, (b"jpeg", b"offsets"))
             if link:
                 return link
             jpeg = h5d.open(self.h5.id, name + b"/jpeg")
