@@ -8,6 +8,9 @@ written next to the index (``<store>/.r3d-catalog/``, or under ``$R3D_CACHE`` /
 once with h5py) or ahead of time with ``python -m training.catalog STORE...``, and derived again
 when the index changes. A process reading every video thus adds no private memory per video,
 and a clip from an r3d shard is one read of a contiguous byte range, without HDF5 calls.
+Nothing read is trusted: index records are checked one by one, the paths a catalog names are
+confined with storeformat.paths.inside when it is opened, a catalog folder is never a link, and
+clean-up deletes only the file names a catalog writes (docs/data.md).
 
 `VideoCatalog` combines the stores of a run (root names -> stores, as annotation files name
 them): the parent finds videos by candidate keys; workers read them by integer row.
@@ -21,7 +24,9 @@ import logging
 import math
 import multiprocessing
 import os
+import re
 import resource
+import stat
 import sys
 import uuid
 from contextlib import contextmanager
@@ -33,19 +38,40 @@ from tqdm.auto import tqdm
 from storeformat import INDEX_NAME, SETTINGS_NAME, read_settings
 from storeformat.index import parse_index_line
 from storeformat.hdf5 import HDF5_LAYOUT, attr_value, video_key
+from storeformat.paths import UnsafePath, inside, name_problem
+
+from . import keytable
 
 from .stores import (FrameReadError, FrameStore, VideoNotFound, _PerProcessFiles, open_store,
                      read_frame_files)
 
 log = logging.getLogger(__name__)
 
-CATALOG_VERSION = 1
+#: 2: keys packed without padding (training.keytable).
+CATALOG_VERSION = 2
 #: Folder of a store's catalog, next to its index (hidden: not a video of a JPEG store).
 CATALOG_DIR = ".r3d-catalog"
 META_NAME = "catalog.json"
 #: Bytes compared between a direct read and h5py's read when a catalog is derived.
 _PROBE = 64
 KINDS = {"hdf5": 0, "jpg": 1}  # the store format -> the number of its first frame
+#: Frame counts a record may give (the catalog stores them as int32).
+MAX_FRAMES = 2 ** 31 - 1
+_ARRAY_NAMES = ("key_blob", "key_offsets", "key_prefix", "n_frames", "fps", "shard", "data",
+                "start", "offsets", "path_blob", "path_offsets",
+                "keys", "paths")  # keys, paths: catalog version 1
+_SIDE_NAMES = ("failed", "problems", "groups")
+#: A catalog's tag, the prefix of its file names (checked before it names a file).
+_TAG = re.compile(r"[0-9a-f]{12}")
+#: The only file names a catalog folder holds besides catalog.json and lock: clean-up deletes
+#: these and nothing else.
+_OWN_FILE = re.compile(r"(?P<tag>[0-9a-f]{12})\.(?:(?:%s)\.npy|(?:%s)\.json)"
+                       r"|%s\.(?P<tmp>[0-9a-f]{12})\.tmp"
+                       % ("|".join(_ARRAY_NAMES), "|".join(_SIDE_NAMES), re.escape(META_NAME)))
+
+
+class CatalogError(ValueError):
+    """A catalog cannot be derived or opened safely (the message names the file and why)."""
 
 
 def cache_root() -> Path:
@@ -77,12 +103,35 @@ def _signature(index_path: Path) -> dict:
     return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
-def _inside(rel) -> bool:
-    """True when the relative path `rel` (from an index record) stays inside the store."""
-    if not isinstance(rel, str) or not rel or os.path.isabs(rel):
-        return False
-    norm = os.path.normpath(rel)
-    return norm != ".." and not norm.startswith(".." + os.sep)
+def _folder_problem(directory: Path):
+    """Why `directory` cannot hold a catalog (a link, or not a folder), or None: r3d never
+    writes or deletes through a link it did not make."""
+    try:
+        mode = os.lstat(directory).st_mode
+    except (FileNotFoundError, NotADirectoryError):  # to be made (or failing to be) by mkdir
+        return None
+    except OSError as e:
+        return f"cannot be examined ({e.strerror or e})"
+    if stat.S_ISLNK(mode):
+        return "is a symbolic link"
+    return None if stat.S_ISDIR(mode) else "is not a folder"
+
+
+def _checked_shards(root: Path, directory: Path, meta: dict) -> list:
+    """The catalog's shards as (path, size), each path confined to the store with
+    storeformat.paths.inside (a shard that is not: (UnsafePath, -1), refused when read)."""
+    shards = meta.get("shards", [])
+    if not isinstance(shards, list) or not all(
+            isinstance(e, list) and len(e) == 2 and isinstance(e[1], int) for e in shards):
+        raise CatalogError(f"{directory / META_NAME}: its shard list is not [[name, size], ...] "
+                           f"(delete the folder to derive it again)")
+    out = []
+    for rel, size in shards:
+        try:
+            out.append((os.fspath(inside(root, rel, "shard")), size))
+        except UnsafePath as e:
+            out.append((e, -1))
+    return out
 
 
 def _load_array(path: Path) -> np.ndarray:
@@ -99,7 +148,7 @@ def _shared_lock(directory: Path):
     """Hold the catalog folder's lock file shared while loading (a process deriving the
     catalog holds it exclusively); no lock where there is no lock file or no file locking."""
     try:
-        fd = os.open(directory / "lock", os.O_RDONLY)
+        fd = os.open(directory / "lock", os.O_RDONLY | os.O_NOFOLLOW)
     except OSError:
         yield
         return
@@ -141,10 +190,15 @@ class _Shard:
         return self.fd is not None
 
     def dataset(self, key):
+        """The jpeg dataset of group `key`; OSError when a link leads out of the shard."""
         if self.h5 is None:
             import h5py
             self.h5 = h5py.File(self.path, "r")
-        return self.h5[key]["jpeg"]
+        name = f"{key}/jpeg".encode("utf-8", "surrogateescape")
+        problem = _link_problem(self.h5, name)
+        if problem:
+            raise OSError(problem)
+        return self.h5[name.decode("utf-8", "surrogateescape")]
 
     def close(self):
         try:
@@ -162,8 +216,9 @@ class StoreCatalog(_PerProcessFiles):
     Rows are the videos sorted by key. `row(key)` finds one (in the parent, while building
     samples); everything else takes a row. Open with `StoreCatalog.open(root)`."""
 
-    _ARRAYS = {"hdf5": ("keys", "n_frames", "fps", "shard", "data", "start", "offsets"),
-               "jpg": ("keys", "n_frames", "fps")}
+    _KEYS = ("key_blob", "key_offsets", "key_prefix")
+    _ARRAYS = {"hdf5": _KEYS + ("n_frames", "fps", "shard", "data", "start", "offsets"),
+               "jpg": _KEYS + ("n_frames", "fps")}
 
     def __init__(self, root, directory, meta, max_open_files=None):
         self.root = Path(root)
@@ -171,8 +226,7 @@ class StoreCatalog(_PerProcessFiles):
         self.kind = meta["kind"]
         self.first_frame = KINDS[self.kind]
         self._meta = meta
-        self._shards = [(os.path.join(self.root, rel), size)
-                        for rel, size in meta.get("shards", ())]
+        self._shards = _checked_shards(self.root, self.directory, meta)
         self._map_arrays()
         _PerProcessFiles.__init__(self, max_open_files or default_max_open_files())
 
@@ -180,15 +234,18 @@ class StoreCatalog(_PerProcessFiles):
         tag = self._meta["tag"]
         for name in self._ARRAYS[self.kind]:
             setattr(self, "_" + name, _load_array(self.directory / f"{tag}.{name}.npy"))
+        self._table = keytable.KeyTable(self._key_blob, self._key_offsets, self._key_prefix)
         if self._meta.get("paths"):
-            self._paths = _load_array(self.directory / f"{tag}.paths.npy")
+            self._paths = keytable.KeyTable(
+                *(_load_array(self.directory / f"{tag}.{n}.npy")
+                  for n in ("path_blob", "path_offsets")))
         else:
             self._paths = None
         self._side = {}  # lazily read JSON side tables (failures, problems, h5py groups)
 
     def __getstate__(self):
         state = _PerProcessFiles.__getstate__(self)
-        for name in self._ARRAYS[self.kind] + ("paths", "side", "hashes"):
+        for name in self._ARRAYS[self.kind] + ("paths", "side", "table"):
             state.pop("_" + name, None)
         return state
 
@@ -204,7 +261,7 @@ class StoreCatalog(_PerProcessFiles):
         return str(self.root)
 
     def __len__(self):
-        return len(self._keys)
+        return len(self._table)
 
     # --- opening and deriving ---------------------------------------------------------------
 
@@ -216,11 +273,20 @@ class StoreCatalog(_PerProcessFiles):
         index says otherwise). `max_open_files`: shards each process keeps open (default:
         `default_max_open_files`). `jobs`: processes reading the shards when deriving."""
         root = Path(root)
+        jobs = max(1, min(int(jobs), os.cpu_count() or 1))
         index = root / INDEX_NAME
         if not index.is_file():
             raise FileNotFoundError(f"{root}: no {INDEX_NAME}; r3d stores are written by "
                                     f"r3d-preprocess together with their index")
-        dirs = catalog_dirs(root)
+        dirs, refused = [], []
+        for d in catalog_dirs(root):
+            problem = _folder_problem(d)
+            if problem:
+                log.warning("%s: catalog folder %s %s: not used (catalogs are written only in "
+                            "a folder of their own, never through a link)", root, d, problem)
+                refused.append(f"{d} {problem}")
+            else:
+                dirs.append(d)
         if not rebuild:
             for d in dirs:
                 found = cls._open_fresh(root, d, index, kind, max_open_files)
@@ -229,9 +295,10 @@ class StoreCatalog(_PerProcessFiles):
         for d in dirs:
             try:
                 d.mkdir(parents=True, exist_ok=True)
-                lock = os.open(d / "lock", os.O_RDWR | os.O_CREAT, 0o666)
+                lock = os.open(d / "lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o666)
             except OSError as e:
                 log.info("%s: cannot write a catalog in %s (%s)", root, d, e.strerror or e)
+                refused.append(f"{d}: {e.strerror or e}")
                 continue
             try:
                 try:  # other processes of the run wait, then load what this one wrote
@@ -242,12 +309,19 @@ class StoreCatalog(_PerProcessFiles):
                     alone = False
                 meta = _read_meta(d)
                 if rebuild or not cls._fresh(meta, index):
-                    meta = _derive(root, index, d, progress, jobs, alone,
-                                   (meta or {}).get("tag"))
+                    old = (meta or {}).get("tag")
+                    try:
+                        meta = _derive(root, index, d, progress, jobs, alone,
+                                       old if isinstance(old, str) else None)
+                    except OSError as e:
+                        raise CatalogError(f"{root}: cannot write its catalog in {d}: "
+                                           f"{e.strerror or e}") from None
             finally:
                 os.close(lock)
             return cls._checked(root, d, meta, kind, max_open_files)
-        raise OSError(f"{root}: cannot write its catalog in {' or '.join(map(str, dirs))}")
+        raise CatalogError(f"{root}: no folder to write its catalog in ({'; '.join(refused)}): "
+                           f"set R3D_CACHE to a writable folder, or derive the catalog where "
+                           f"the store is writable (python -m training.catalog STORE)")
 
     @staticmethod
     def _fresh(meta, index) -> bool:
@@ -256,7 +330,7 @@ class StoreCatalog(_PerProcessFiles):
 
     @classmethod
     def _open_fresh(cls, root, directory, index, kind, max_open_files):
-        if not directory.is_dir():
+        if not directory.is_dir() or directory.is_symlink():
             return None
         with _shared_lock(directory):
             meta = _read_meta(directory)
@@ -269,6 +343,11 @@ class StoreCatalog(_PerProcessFiles):
 
     @classmethod
     def _checked(cls, root, directory, meta, kind, max_open_files):
+        tag = meta.get("tag")
+        if meta.get("kind") not in KINDS or not (isinstance(tag, str) and _TAG.fullmatch(tag)):
+            raise CatalogError(f"{directory / META_NAME}: not a catalog r3d wrote (kind "
+                               f"{meta.get('kind')!r}, tag {tag!r}); delete the folder to "
+                               f"derive it again")
         if kind is not None and meta["kind"] != kind and meta["videos"]:
             name = {"hdf5": "an HDF5", "jpg": "a JPEG directory"}[kind]
             raise ValueError(f"{root}: index lists ['{meta['kind']}'] videos, not {name} "
@@ -281,49 +360,15 @@ class StoreCatalog(_PerProcessFiles):
         """Row of the video `key`, or None when the store has no such (converted) video."""
         if not isinstance(key, str):
             return None
-        data = key.encode("utf-8", "surrogateescape")
-        if not data or len(data) > self._keys.dtype.itemsize:
-            return None
-        i = int(np.searchsorted(self._keys, data))
-        return i if i < len(self._keys) and self._keys[i] == data else None
+        return self._table.find(key.encode("utf-8", "surrogateescape"))
 
-    def rows(self, wanted: np.ndarray) -> np.ndarray:
-        """Rows of many UTF-8 keys (a bytes array), -1 for those the store has not: looked
-        up by 64-bit hashes of the keys, a few times faster than a binary search over
-        fixed-width strings; each hit is checked against the key itself, and a key whose hash
-        matches another key's is searched exactly."""
-        out = np.full(len(wanted), -1, dtype=np.int64)
-        width = self._keys.dtype.itemsize
-        fits = np.flatnonzero(np.char.str_len(wanted) <= width) if len(wanted) else out[:0]
-        if not len(fits) or not len(self._keys):
-            return out
-        keys = wanted[fits].astype(self._keys.dtype)
-        hashes, order = self._hash_index()
-        h = _key_hashes(keys)
-        by_hash = np.argsort(h)  # sorted needles: each search starts where the last ended
-        at = np.empty(len(h), dtype=np.int64)
-        at[by_hash] = np.minimum(np.searchsorted(hashes, h[by_hash]), len(hashes) - 1)
-        row = order[at]
-        hit = self._keys[row] == keys
-        out[fits[hit]] = row[hit]
-        retry = np.flatnonzero(~hit & (hashes[at] == h))
-        if len(retry):
-            exact = np.minimum(np.searchsorted(self._keys, keys[retry]), len(self._keys) - 1)
-            found = self._keys[exact] == keys[retry]
-            out[fits[retry[found]]] = exact[found]
-        return out
-
-    def _hash_index(self):
-        """(sorted hashes of the keys, the row of each): made on first use, in the process
-        that builds samples."""
-        if getattr(self, "_hashes", None) is None:
-            h = _key_hashes(self._keys)
-            order = np.argsort(h, kind="stable")
-            self._hashes = (h[order], order)
-        return self._hashes
+    def rows(self, wanted) -> np.ndarray:
+        """Rows of many UTF-8 keys (bytes), -1 for those the store has not: looked up by
+        64-bit hashes of the keys (training.keytable), each hit checked against the key."""
+        return self._table.find_many(wanted)
 
     def key(self, row) -> str:
-        return self._keys[row].decode("utf-8", "surrogateescape")
+        return self._table[row].decode("utf-8", "surrogateescape")
 
     def n_frames(self, row) -> int:
         return int(self._n_frames[row])
@@ -352,7 +397,10 @@ class StoreCatalog(_PerProcessFiles):
         """Frame directory of a row of a JPEG store."""
         rel = self._paths[row].decode("utf-8", "surrogateescape") if self._paths is not None \
             else self.key(row)
-        return self.root / rel
+        try:
+            return inside(self.root, rel, "video directory")
+        except UnsafePath as e:
+            raise FrameReadError(self, self.key(row), None, f"refused: {e}") from None
 
     def _side_table(self, name):
         table = self._side.get(name)
@@ -393,6 +441,8 @@ class StoreCatalog(_PerProcessFiles):
         base, end = int(offsets[lo]), int(offsets[hi + 1])
         shard_no = int(self._shard[row])
         path, size = self._shards[shard_no]
+        if isinstance(path, UnsafePath):
+            raise FrameReadError(self, self.key(row), None, f"refused: {path}")
         data_offset = int(self._data[row])
         try:
             shard = self._cache().get_or_make(shard_no, lambda: _Shard(path, size))
@@ -417,27 +467,64 @@ def _index_records(index: Path):
     failures {id: reason}, keeping only what a catalog needs, read line by line (the full
     records of a million-video index would take gigabytes). A path equal to the id and the
     usual group key are None; shard names are shared strings. Same rules as read_index: the
-    last record of an id wins; a torn last line is ignored with a warning."""
-    done, failed = {}, {}
+    last record of an id wins; a torn last line is ignored with a warning. A record that
+    cannot be used (see _record_problem) is left out with a warning, its reason recorded as
+    the video's failure: it never shifts another video's data."""
+    done, failed, bad = {}, {}, 0
     with open(index, "rb") as f:
         for lineno, raw in enumerate(f, 1):
             # only a line without its newline can be the torn tail of a crash
             rec = parse_index_line(raw, index, lineno, not raw.endswith(b"\n"))
-            if rec is not None:
-                _keep(rec, done, failed)
+            if rec is None:
+                continue
+            problem = _record_problem(rec)
+            if problem:
+                bad += 1
+                vid = str(rec["id"])
+                done.pop(vid, None)
+                failed[vid] = f"its index record (line {lineno}) is unusable: {problem}"
+                if bad <= 10:
+                    log.warning("%s line %d: video %r left out of the catalog: %s", index,
+                                lineno, vid, problem)
+                continue
+            _keep(rec, done, failed)
+    if bad > 10:
+        log.warning("%s: %d unusable records left out of the catalog in all", index, bad)
     return done, failed
 
 
+def _record_problem(rec):
+    """Why a 'done' index record cannot be catalogued (text only), or None."""
+    if rec["status"] != "done":
+        return None
+    vid = rec["id"]
+    if not isinstance(vid, str) or not vid or "\x00" in vid:
+        return f"its id {vid!r} is not a non-empty string without NUL bytes"
+    n = rec.get("n_frames")
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_FRAMES:
+        return f"n_frames {n!r} is not a whole number in 1..{MAX_FRAMES}"
+    fps = rec.get("fps")
+    if fps is not None and (isinstance(fps, bool) or not isinstance(fps, (int, float))):
+        return f"fps {fps!r} is not a number"
+    path = rec.get("path", vid)
+    problem = name_problem(path)
+    if problem:
+        return f"its path {path!r} {problem}"
+    key = rec.get("key")
+    if key is not None and (not isinstance(key, str) or not key or "\x00" in key):
+        return f"its key {key!r} is not a non-empty string without NUL bytes"
+    return None
+
+
 def _keep(rec, done, failed):
-    """File one index record (the last one of an id wins)."""
+    """File one index record, checked by _record_problem (the last one of an id wins)."""
     vid = str(rec["id"])
     if rec["status"] == "done":
         failed.pop(vid, None)
-        path, key, fmt = rec.get("path"), rec.get("key"), rec.get("format")
+        path, key, fmt = rec.get("path", vid), rec.get("key"), rec.get("format")
         done[vid] = (sys.intern(fmt) if isinstance(fmt, str) else fmt,
-                     None if path == vid else sys.intern(path) if isinstance(path, str) else path,
-                     None if key == video_key(vid) else key,
-                     int(rec.get("n_frames") or 0), rec.get("fps"))
+                     None if path == vid else sys.intern(path),
+                     None if key == video_key(vid) else key, rec["n_frames"], rec.get("fps"))
     else:
         done.pop(vid, None)
         failed[vid] = str(rec.get("reason", ""))
@@ -463,34 +550,34 @@ def _derive(root: Path, index: Path, directory: Path, progress, jobs, alone=True
     done, failed = _index_records(index)
     kind = _store_kind(root, done)
     ids = sorted(done, key=lambda v: v.encode("utf-8", "surrogateescape"))
-    keys = np.array([v.encode("utf-8", "surrogateescape") for v in ids],
-                    dtype=f"S{max([len(v.encode('utf-8', 'surrogateescape')) for v in ids] + [1])}")
     n_frames = np.array([done[v][3] for v in ids], dtype=np.int32)
     fps = np.array([np.nan if done[v][4] is None else float(done[v][4]) for v in ids],
                    dtype=np.float32)
     tag = uuid.uuid4().hex[:12]
     problems, extra = {}, {}
-    arrays = {"keys": keys, "n_frames": n_frames, "fps": fps}
+    arrays = {**keytable.pack([v.encode("utf-8", "surrogateescape") for v in ids]),
+              "n_frames": n_frames, "fps": fps}
     meta = {"version": CATALOG_VERSION, "kind": kind, "index": signature, "tag": tag,
             "videos": len(ids)}
     if kind == "jpg":
         paths = [done[v][1] or v for v in ids]
-        for row, (vid, rel) in enumerate(zip(ids, paths)):
-            if not _inside(rel):
-                problems[str(row)] = f"its index path {rel!r} leaves the store"
         if any(rel != vid for vid, rel in zip(ids, paths)):
-            arrays["paths"] = np.array([str(p).encode("utf-8", "surrogateescape")
-                                        for p in paths])
+            blob, offsets = keytable.packed([p.encode("utf-8", "surrogateescape")
+                                             for p in paths])
+            arrays.update(path_blob=blob, path_offsets=offsets)
             meta["paths"] = True
     else:
         meta["shards"] = _derive_shards(root, directory, tag, ids, done, n_frames, arrays,
                                         problems, extra, progress, jobs)
+    written = []
     for name, array in arrays.items():
+        written.append(directory / f"{tag}.{name}.npy")
         if name != "offsets":  # written in place while the shards were read
-            np.save(directory / f"{tag}.{name}.npy", array)
+            np.save(written[-1], array)
     for name, table in (("failed", failed), ("problems", problems), ("groups", extra)):
         if table:
-            (directory / f"{tag}.{name}.json").write_text(json.dumps(table), encoding="utf-8")
+            written.append(directory / f"{tag}.{name}.json")
+            written[-1].write_text(json.dumps(table), encoding="utf-8")
     meta["problems"] = len(problems)
     if problems:
         first = next(iter(problems.items()))
@@ -498,19 +585,27 @@ def _derive(root: Path, index: Path, directory: Path, progress, jobs, alone=True
                     ids[int(first[0])], first[1])
     tmp = directory / f"{META_NAME}.{tag}.tmp"
     tmp.write_text(json.dumps(meta), encoding="utf-8")
-    for written in [*directory.glob(tag + ".*"), tmp]:  # on disk before the meta points to them
-        fd = os.open(written, os.O_RDONLY)
+    for path in [*written, tmp]:  # on disk before the meta points to them
+        fd = os.open(path, os.O_RDONLY)
         try:
             os.fsync(fd)
         finally:
             os.close(fd)
     os.replace(tmp, directory / META_NAME)
-    for old in directory.iterdir():  # files of earlier catalogs (readers keep their maps)
-        if old.name not in (META_NAME, "lock") and not old.name.startswith(tag + ".") and \
-                (alone or replaced and old.name.startswith(replaced + ".")):
-            old.unlink()
+    _remove_old(directory, tag, alone, replaced)
     log.info("%s: catalog of %d videos written to %s", root, len(ids), directory)
     return meta
+
+
+def _remove_old(directory: Path, tag: str, alone: bool, replaced):
+    """Delete the files of earlier catalogs (readers keep their maps): only names a catalog
+    writes (_OWN_FILE), of any earlier tag when `alone`, else of tag `replaced` only; never
+    any other file, and never through a link (unlink removes a link itself)."""
+    for entry in os.scandir(directory):
+        own = _OWN_FILE.fullmatch(entry.name)
+        old = own and (own["tag"] or own["tmp"])
+        if old and old != tag and (alone or old == replaced):
+            os.unlink(entry.path)
 
 
 def _derive_shards(root, directory, tag, ids, done, n_frames, arrays, problems, groups,
@@ -532,7 +627,7 @@ def _derive_shards(root, directory, tag, ids, done, n_frames, arrays, problems, 
     for row, vid in enumerate(ids):
         by_shard.setdefault(str(done[vid][1] or vid), []).append(row)
     names = sorted(by_shard)
-    work = ((str(root / rel), rel, [(row, done[ids[row]][2] or video_key(ids[row]),
+    work = ((root, rel, [(row, done[ids[row]][2] or video_key(ids[row]),
                                      int(n_frames[row]), int(start[row]))
                                     for row in by_shard[rel]], offsets_path) for rel in names)
     pool = multiprocessing.Pool(jobs) if jobs > 1 and len(names) > 1 else None
@@ -569,10 +664,11 @@ def _scan_shard(job):
     """One shard's videos: (its size, [(row, 'direct' | 'h5py' | 'problem', file offset |
     group key | reason)]), their frame offsets written into the catalog's offsets file."""
     import h5py
-    path, rel, videos, offsets_path = job
-    if not _inside(rel):
-        return -1, [(row, "problem", f"its shard path {rel!r} leaves the store")
-                    for row, _, _, _ in videos]
+    root, rel, videos, offsets_path = job
+    try:
+        path = os.fspath(inside(root, rel, "shard"))
+    except UnsafePath as e:
+        return -1, [(row, "problem", f"refused: {e}") for row, _, _, _ in videos]
     try:
         size = os.path.getsize(path)
     except OSError:
@@ -600,6 +696,22 @@ def _scan_shard(job):
     except (OSError, ValueError, TypeError) as e:
         return size, [(row, "problem", f"cannot open {path}: {e}") for row, _, _, _ in videos]
     return size, outcomes
+
+
+def _link_problem(h5, name: bytes, leaves=()):
+    """Why the HDF5 path `name` of the open file `h5`, or one of its `leaves` (names under it),
+    is refused (a part of it is a soft or external link, which would lead to another object or
+    file), or None."""
+    from h5py import h5l
+    parts = name.split(b"/")
+    for part in [b"/".join(parts[:i]) for i in range(1, len(parts) + 1)] + \
+            [name + b"/" + leaf for leaf in leaves]:
+        kind = h5.id.links.get_info(part).type
+        if kind != h5l.TYPE_HARD:
+            what = {h5l.TYPE_SOFT: "a soft link", h5l.TYPE_EXTERNAL: "an external link"}
+            return (f"refused: {part.decode('utf-8', 'surrogateescape')!r} is "
+                    f"{what.get(kind, 'a link')} (r3d shards hold their data themselves)")
+    return None
 
 
 class _ShardScan:
@@ -652,6 +764,9 @@ class _ShardScan:
         from h5py import h5d
         name = key.encode("utf-8", "surrogateescape")
         try:
+            link = _link_problem(self.h5, name, (b"jpeg", b"offsets"))
+            if link:
+                return link
             jpeg = h5d.open(self.h5.id, name + b"/jpeg")
             shape = jpeg.shape
             if len(shape) != 1 or jpeg.dtype != np.uint8:
@@ -663,11 +778,18 @@ class _ShardScan:
         except (KeyError, OSError, TypeError, ValueError) as e:
             return f"cannot be read: {e}"
         size = shape[0]
-        if frame_offsets.ndim != 1 or len(frame_offsets) != n + 1 or \
-                frame_offsets[-1] != size or frame_offsets[0] != 0 or \
-                (np.diff(frame_offsets) < 0).any():
-            return (f"holds {len(frame_offsets) - 1} frames / {size} bytes, the index says "
-                    f"{n} frames")
+        if frame_offsets.ndim != 1:
+            return f"has frame offsets of shape {frame_offsets.shape}, not 1-D"
+        if len(frame_offsets) != n + 1:
+            return (f"holds {len(frame_offsets) - 1} frames ({len(frame_offsets)} frame "
+                    f"offsets), the index says {n} frames")
+        if frame_offsets[0] != 0 or frame_offsets[-1] != size:
+            return (f"has frame offsets from {int(frame_offsets[0])} to "
+                    f"{int(frame_offsets[-1])}, but its jpeg dataset holds {size} bytes "
+                    f"(0 to {size} expected)")
+        falls = np.flatnonzero(np.diff(frame_offsets) < 0)
+        if len(falls):
+            return f"has frame offsets that decrease after frame {int(falls[0])}"
         return frame_offsets, offset if self.trusted else None
 
 
@@ -719,18 +841,6 @@ class _FoundVideos:
         self.store.close()
 
 
-def _key_hashes(keys: np.ndarray) -> np.ndarray:
-    """A 64-bit polynomial hash of each fixed-width bytes key (padding included, so keys are
-    hashed at the catalog's width)."""
-    width = keys.dtype.itemsize
-    codes = keys.view(np.uint8).reshape(len(keys), width)
-    h = np.zeros(len(keys), dtype=np.uint64)
-    for j in range(width):
-        h *= np.uint64(1099511628211)
-        h ^= codes[:, j]
-    return h
-
-
 class VideoCatalog:
     """The videos of a run's stores, numbered by global rows (ints).
 
@@ -740,7 +850,8 @@ class VideoCatalog:
     store given without a name serves every entry, whatever root it names (a file with several
     roots then needs them named); a name that is not one of the roots of a file that has roots
     is an error. Entries without a root (the reference's files) are looked for in every store
-    given, in order. `find` locates a video (in the parent, while building samples); the
+    given, in order. The stores given are opened at once (a catalog that cannot be derived is
+    one error); the others when first needed. `find` locates a video (in the parent, while building samples); the
     per-row methods read it (in the workers). Row r belongs to store ``r % len(names)``."""
 
     def __init__(self, stores, doc=None):
@@ -763,6 +874,8 @@ class VideoCatalog:
                                                  for name in self.names[len(stores):]]
         self._stores = [None] * len(self.names)
         self._tables = [None] * len(self.names)
+        for i in range(self._given):  # now: a store that cannot open fails once, not per video
+            self._open(i)
 
     def __len__(self):
         """Number of stores."""
@@ -820,14 +933,14 @@ class VideoCatalog:
         rows = np.full(len(keys), -1, dtype=np.int64)
         if not keys:
             return rows
-        encoded = np.array([k.encode("utf-8", "surrogateescape") for k in keys])
+        encoded = [k.encode("utf-8", "surrogateescape") for k in keys]
         for i in self._search(root):
             todo = np.flatnonzero(rows < 0)
             if not len(todo):
                 break
             table = self._open(i)
             if isinstance(table, StoreCatalog) and len(table):
-                local = table.rows(encoded[todo])
+                local = table.rows([encoded[j] for j in todo])
                 hit = local >= 0
                 rows[todo[hit]] = local[hit] * len(self.names) + i
             elif not isinstance(table, StoreCatalog):
@@ -915,7 +1028,8 @@ def main(argv=None) -> int:
     parser.add_argument("--rebuild", action="store_true",
                         help="derive again even when the catalog matches the index")
     parser.add_argument("--jobs", type=int, default=len(os.sched_getaffinity(0)), metavar="N",
-                        help="processes reading shards (default: the CPUs available, %(default)s)")
+                        help="processes reading shards (default: the CPUs available, %(default)s; "
+                             "never more than the machine's CPUs)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
