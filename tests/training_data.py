@@ -101,8 +101,9 @@ def build_pattern_stores(tmp_path_factory) -> dict:
 
 
 def copy_tree(src, dst):
-    """A private copy of a store that a test may damage."""
-    shutil.copytree(src, dst)
+    """A private copy of a store that a test may damage, as r3d-preprocess wrote it (without
+    the catalog an earlier test derived in the original)."""
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns(".r3d-catalog"))
     return Path(dst)
 
 
