@@ -6,19 +6,21 @@ without ``format`` are the reference's (version 0): only the reference's fields 
 and their frame numbering is not stated (a reader uses the store's own).
 """
 import gc
-import json
 import math
+import sys
 from array import array
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
-from .jsonstream import NotAnObject, StreamError, read_object_streaming
+from .jsonstream import (NotAnObject, RepeatedKey, StreamError, load_json,
+                         read_object_streaming)
 
 FORMAT_NAME = "r3d-annotations"
 SCHEMA_VERSION = 1
 SUBSETS = ("training", "validation", "testing")
+_SUBSET_NAMES = frozenset(SUBSETS)
 #: Kinds of frame store an entry can live in: JPEG frame directories, r3d HDF5 shards and the
 #: reference's one-.hdf5-per-video layout.
 STORE_FORMATS = ("jpg", "hdf5", "hdf5-video")
@@ -28,6 +30,8 @@ STORE_FORMATS = ("jpg", "hdf5", "hdf5-video")
 #: so the default only decides files written by hand or by other tools.
 FRAME_BASE = 1
 MAX_REPORTED_ERRORS = 20
+#: The largest frame number a segment may name: frame counts are 32-bit in the catalogs.
+MAX_FRAME = 2 ** 31 - 1
 
 
 class AnnotationError(ValueError):
@@ -63,6 +67,12 @@ def _reading(path, invalid):
         raise AnnotationFileMissing(f"{path}: no such annotation file") from None
     except OSError as e:
         raise AnnotationError(f"{path}: cannot be read: {e.strerror}") from None
+    except RepeatedKey as e:
+        raise AnnotationError(f"{path}: {e} (readers differ on which value to keep; give it "
+                              f"once)") from None
+    except RecursionError:
+        raise AnnotationError(f"{path}: nested too deeply to read (an annotation file needs "
+                              f"a few levels, this one over {sys.getrecursionlimit()})") from None
     except invalid as e:
         raise AnnotationError(f"{path}: not valid JSON: {e}") from None
 
@@ -72,9 +82,9 @@ def load_annotation(path, *, full=True, require_frames=False) -> dict:
     `check` demand) or only its shape (what the datasets and r3d-eval rely on, leaving the
     entries' contents to them). `require_frames` also demands a segment on every entry."""
     path = Path(path)
-    with _reading(path, (ValueError, UnicodeDecodeError)), open(path, "rb") as f, \
-            cycle_collector_paused():
-        doc = json.load(f)
+    with _reading(path, (ValueError, UnicodeDecodeError)), \
+            open(path, encoding="utf-8") as f, cycle_collector_paused():
+        doc = load_json(f)
     if full:
         validate(doc, path, require_frames=require_frames)
     else:
@@ -310,6 +320,13 @@ def _shape_errors(doc, errors, entries=True):
     labels = doc["labels"]
     if not isinstance(labels, list) or not all(isinstance(x, str) and x for x in labels):
         errors.append("'labels' must be a list of non-empty strings")
+    elif len(set(labels)) != len(labels):
+        seen = set()
+        twice = next(x for x in labels if x in seen or seen.add(x))
+        errors.append(f"label {twice!r} is given twice in 'labels' "
+                      f"({len(labels) - len(set(labels))} repeated name(s))")
+    if not isinstance(doc.get("multi_label", False), bool):
+        errors.append(f"'multi_label' is {doc['multi_label']!r}: it must be true or false")
     if not isinstance(doc["database"], dict):
         errors.append("'database' must be an object mapping video ids to entries")
     if version >= 1 and not errors:
@@ -341,17 +358,25 @@ def _roots_shape(roots, errors):
 def _entry_shape_problem(entry, version):
     """What would keep entry_labels, entry_segments or entry_frame_base from reading an entry,
     or None."""
-    if type(entry) is dict and "subset" in entry:  # the common shape, checked in one go
+    if type(entry) is dict and entry.get("subset") in _SUBSET_NAMES:  # the common shape
         ann, root = entry.get("annotations", {}), entry.get("root")
         if type(ann) is dict and "labels" not in ann and "segments" not in ann and \
                 (root is None or type(root) is str):
-            label = ann.get("label")
-            if label is None or type(label) is str:
+            label, segment = ann.get("label"), ann.get("segment")
+            if (label is None or type(label) is str) and (segment is None or (
+                    type(segment) is list and len(segment) == 2 and type(segment[0]) is int
+                    and type(segment[1]) is int and 0 <= segment[0] < segment[1] <= MAX_FRAME)):
                 return None
     if not isinstance(entry, dict):
         return "entry must be an object"
     if "subset" not in entry:
         return "entry without 'subset'"
+    subset = entry["subset"]
+    if subset not in _SUBSET_NAMES:
+        exact = next((name for name in SUBSETS if isinstance(subset, str)
+                      and subset.strip().casefold() == name), None)
+        hint = f" (names are exact: write {exact!r})" if exact else ""
+        return f"subset {subset!r} is not one of {', '.join(SUBSETS)}{hint}"
     if entry.get("root") is not None and not isinstance(entry["root"], str):
         return f"root {entry['root']!r} must be a root's name"
     ann = entry.get("annotations", {})
@@ -366,20 +391,38 @@ def _entry_shape_problem(entry, version):
         items = ann.get("segments") or []
         if not isinstance(items, list):
             return "'segments' must be a list"
+        problem = _frame_span_problem(ann.get("segment"))
+        if problem:
+            return problem
     else:
         return "'annotations' must be an object"
     for item in items:
         if not isinstance(item, dict) or not isinstance(item.get("label", ""), str):
             return "each segment must be an object whose 'label' is a class name"
+        # frame spans; the reference's ActivityNet list (version 0) gives seconds instead
+        problem = _frame_span_problem(item.get("segment")) if items is not ann else None
+        if problem:
+            return problem
+    return None
+
+
+def _frame_span_problem(segment):
+    """Why `segment` (None: the whole video) is not a frame span [first, last + 1], or None."""
+    if segment is None:
+        return None
+    if not (type(segment) is list and len(segment) == 2 and all(map(_is_int, segment))):
+        return f"segment {segment!r} must be [first_frame, last_frame + 1], two integers"
+    first, stop = segment
+    if not 0 <= first < stop:
+        return f"segment {segment!r} is empty or reversed: its first frame must come first"
+    if stop > MAX_FRAME:
+        return f"segment {segment!r} runs past the largest frame number ({MAX_FRAME})"
     return None
 
 
 def _check_document(doc, version, errors, require_frames):
     labels = doc["labels"]
     label_set = set(labels)
-    if len(label_set) != len(labels):
-        dup = sorted({x for x in labels if labels.count(x) > 1})
-        errors.append(f"'labels' repeats {len(labels) - len(label_set)} name(s): {dup[:5]}")
     roots, sources = {}, {}
     multi = False
     if version >= 1:
@@ -389,8 +432,6 @@ def _check_document(doc, version, errors, require_frames):
             errors.append("'sources' must be an object")
             sources = {}
         multi = doc.get("multi_label", False)
-        if not isinstance(multi, bool):
-            errors.append("'multi_label' must be true or false")
         _check_label_sources(doc.get("label_sources"), len(labels), errors)
         if not isinstance(doc.get("history", []), list):
             errors.append("'history' must be a list")
@@ -410,9 +451,6 @@ def _check_document(doc, version, errors, require_frames):
         base = bases[root] if root in bases else entry_frame_base(doc, root)
         _check_entry(vid, entry, base, label_set, roots, sources, multi, version,
                      require_frames, errors)
-
-
-_SUBSET_NAMES = frozenset(SUBSETS)
 
 
 def _plain_entry_ok(entry, bases, label_set, roots, sources, require_frames) -> bool:
@@ -490,9 +528,6 @@ def _check_label_sources(label_sources, n_labels, errors):
 def _check_entry(vid, entry, base, label_set, roots, sources, multi, version, require_frames,
                  errors):
     where = f"video {vid!r}"
-    subset = entry.get("subset")
-    if subset not in SUBSETS:
-        errors.append(f"{where}: subset {subset!r} is not one of {', '.join(SUBSETS)}")
     ann = entry.get("annotations")
     if version == 0 and isinstance(ann, list):
         _check_reference_list(where, ann, label_set, errors)

@@ -17,6 +17,33 @@ class StreamError(ValueError):
     """The text is not valid JSON; the message gives the line and column in the file."""
 
 
+class RepeatedKey(ValueError):
+    """An object gives one key twice: JSON readers differ on which value they keep (json and
+    simplejson the last, others the first), so r3d refuses the file instead of picking one."""
+
+
+def unique_members(pairs):
+    """object_pairs_hook that builds the object, refusing a key given twice."""
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise RepeatedKey(f"key {key!r} appears twice in one object")
+            seen.add(key)
+    return obj
+
+
+#: The decoder of every JSON file r3d reads from users: json's C scanner, refusing repeated keys.
+DECODER = json.JSONDecoder(object_pairs_hook=unique_members)
+
+
+def load_json(f):
+    """json.load of a text file through DECODER (a UTF-8 BOM is skipped)."""
+    text = f.read()
+    return DECODER.decode(text[1:] if text.startswith("\ufeff") else text)
+
+
 class NotAnObject(ValueError):
     """The top level is valid JSON but not an object; `value` is what it is."""
 
@@ -32,12 +59,15 @@ class _Text:
         self.f, self.chunk = f, chunk
         self.s, self.i, self.eof = "", 0, False
         self.offset = 0  # file offset (in characters) of s[0]
+        if self.more() and self.s.startswith("\ufeff"):  # a UTF-8 byte order mark
+            self.i = 1
 
-    def more(self) -> bool:
-        """Append a chunk (dropping what is parsed); False at the end of the file."""
+    def more(self, size=None) -> bool:
+        """Append a chunk, or `size` characters (dropping what is parsed); False at the end of
+        the file."""
         if self.eof:
             return False
-        data = self.f.read(self.chunk)
+        data = self.f.read(size or self.chunk)
         if not data:
             self.eof = True
             return False
@@ -70,11 +100,15 @@ class _Text:
         """Parse one JSON value at the cursor; a value cut by the window's end is read again
         with more text."""
         self.skip_ws()
+        grow = self.chunk
         while True:
             try:
                 obj, end = decoder.raw_decode(self.s, self.i)
             except json.JSONDecodeError as e:
-                if self.more():
+                # A value longer than the window: read as much again as the window holds, so
+                # that a value of n characters is parsed O(log n) times, not n / chunk times.
+                grow = max(grow, len(self.s) - self.i)
+                if self.more(grow):
                     continue
                 self.fail(e.msg, e.pos)
             # a number, true/false/null may go on in the next chunk
@@ -102,11 +136,13 @@ def read_object_streaming(f, field, start, chunk=None):
     ``start(fields)`` is called with the top-level fields read so far (a dict that the later
     ones are added to) and returns a callable taking (key, value), called for each member in
     file order. Returns (the other top-level fields as a dict, whether `field` was such an
-    object; when it is anything else it is returned among the others). `field` given twice is an error; the
-    members are not checked for repeated keys (the caller knows what to keep). Raises
-    StreamError for text that is not JSON, and NotAnObject for JSON that is not an object."""
+    object; when it is anything else it is returned among the others). A top-level field given
+    twice is an error, and so is a key repeated inside a value (RepeatedKey); the members of
+    `field` are not checked for repeated keys (the caller counts them). A UTF-8 byte order
+    mark is skipped. Raises StreamError for text that is not JSON, and NotAnObject for JSON that
+    is not an object."""
     text = _Text(f, chunk or CHUNK_CHARS)
-    decoder = json.JSONDecoder()
+    decoder = DECODER
     if text.peek() != "{":
         rest = text.s[text.i:] + f.read()
         try:
@@ -123,11 +159,10 @@ def read_object_streaming(f, field, start, chunk=None):
         while True:
             if text.peek() != '"':
                 text.fail("expected a field name in double quotes", text.i)
-            at = text.i
             key = text.value(decoder)
             text.expect(":")
-            if key == field and (streamed or field in header):
-                text.fail(f"field {field!r} appears twice", at)
+            if key in header or key == field and streamed:
+                raise RepeatedKey(f"key {key!r} appears twice in one object")
             if key == field and text.peek() == "{":
                 text.i += 1
                 _members(text, decoder, start(header))

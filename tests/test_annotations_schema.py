@@ -84,7 +84,7 @@ def test_round_trip_is_plain_json_the_reference_reads(tmp_path):
     (lambda d: d["database"]["v_b"].update(store_id=""), "store_id", "v_b"),
     (lambda d: d["database"]["v_b"].update(video_path="walk/../v_b"), "video_path", "v_b"),
     (lambda d: d["database"]["v_b"].update(subset=None), "subset None", "v_b"),
-    (lambda d: d.update(labels=["run", "run"]), "repeats", None),
+    (lambda d: d.update(labels=["run", "run"]), "label 'run' is given twice", None),
     (lambda d: d.update(version=99), "newer", None),
     (lambda d: d.update(label_sources=[]), "label_sources", None),
     (lambda d: d.pop("database"), "missing top-level 'database'", None),
