@@ -8,7 +8,7 @@ output layer).
 import re
 from pathlib import Path
 
-import simplejson
+from storeformat.jsonstream import load_json
 
 from .schema import AnnotationError
 
@@ -48,9 +48,10 @@ def read_class_list(path, *, by_index=True):
     path = Path(path)
     if path.suffix.lower() == ".json":
         try:
-            doc = simplejson.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as e:
-            raise AnnotationError(f"{path}: cannot read class list: {e}") from None
+            with open(path, encoding="utf-8") as f:
+                doc = load_json(f)
+        except (OSError, ValueError, RecursionError) as e:
+            raise AnnotationError(f"{path}: cannot read class list: {e or 'nested too deeply'}") from None
         if not isinstance(doc, dict) or not isinstance(doc.get("labels"), list):
             raise AnnotationError(f"{path}: a JSON class list needs a top-level 'labels' list")
         names = doc["labels"]

@@ -9,13 +9,13 @@ Scores may be any finite numbers (probabilities, logits, log-probabilities); a s
 not one (NaN from a diverged model) is an error. The annotation file is read by
 storeformat.annotation, as annotations/ and the datasets read it.
 """
-import json
 import math
 from collections import defaultdict
 from pathlib import Path
 from typing import NamedTuple
 
 from storeformat.annotation import AnnotationError, entry_labels, load_annotation
+from storeformat.jsonstream import load_json
 
 SUBSET_ALIASES = {"train": "training", "val": "validation", "valid": "validation",
                   "test": "testing"}
@@ -39,13 +39,13 @@ def _load_json(path):
     path = Path(path)
     try:
         with open(path, encoding="utf-8") as f:
-            return json.load(f)
+            return load_json(f)
     except FileNotFoundError:
         raise EvaluationError(f"{path}: no such file") from None
     except OSError as e:
         raise EvaluationError(f"{path}: cannot be read: {e.strerror}") from None
-    except ValueError as e:
-        raise EvaluationError(f"{path}: not valid JSON: {e}") from None
+    except (ValueError, RecursionError) as e:
+        raise EvaluationError(f"{path}: not valid JSON: {e or 'nested too deeply'}") from None
 
 
 def _is_finite_number(x) -> bool:
