@@ -51,7 +51,8 @@ def read_class_list(path, *, by_index=True):
             with open(path, encoding="utf-8") as f:
                 doc = load_json(f)
         except (OSError, ValueError, RecursionError) as e:
-            raise AnnotationError(f"{path}: cannot read class list: {e or 'nested too deeply'}") from None
+            reason = e or "nested too deeply"
+            raise AnnotationError(f"{path}: cannot read class list: {reason}") from None
         if not isinstance(doc, dict) or not isinstance(doc.get("labels"), list):
             raise AnnotationError(f"{path}: a JSON class list needs a top-level 'labels' list")
         names = doc["labels"]
