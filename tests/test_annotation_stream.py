@@ -9,7 +9,7 @@ import pytest
 
 from storeformat.annotation import (AnnotationError, AnnotationFileMissing, load_annotation,
                                     stream_annotation)
-from storeformat.jsonstream import NotAnObject, StreamError, read_object_streaming
+from storeformat.jsonstream import NotAnObject, RepeatedKey, StreamError, read_object_streaming
 from training import datasets, samples
 from training_data import build_stores
 
@@ -59,7 +59,6 @@ def test_malformed_text_is_named_by_line_and_column(chunk):
         '{"database": {"a": 1}': "the end of the file",
         '{"a": 1} x': "extra data",
         '{"database": {"a": {"b": 1}\n,\n "c": nope}}': "line 3 column 7",
-        '{"database": {"a": 1}, "database": {}}': "'database' appears twice",
         '{"database": {"a\nb": 1}}': "line 1 column 17",
         "": "Expecting value",
     }
@@ -71,6 +70,10 @@ def test_malformed_text_is_named_by_line_and_column(chunk):
             json.loads(text)
         with pytest.raises(StreamError, match=f"line {plain.value.lineno} column "
                                               f"{plain.value.colno} "):
+            _stream(text, chunk)
+    for text in ('{"database": {"a": 1}, "database": {}}', '{"x": 1, "x": 2, "database": {}}',
+                 '{"database": {"a": {"b": 1, "b": 2}}}'):
+        with pytest.raises(RepeatedKey, match="appears twice"):
             _stream(text, chunk)
     with pytest.raises(NotAnObject) as info:
         _stream("[1, 2]", chunk)
