@@ -122,3 +122,13 @@ def test_help_shows_defaults_and_workers_fit_the_cores():
     assert "--max-iters-per-epoch" in text
     workers = build_parser().get_default("n_threads")
     assert 1 <= workers <= min(4, len(os.sched_getaffinity(0)))
+
+
+def test_reference_checkpoint_that_does_not_fit_names_the_flags(data, tmp_path, capsys):
+    from training.models import generate_model
+    bare = tmp_path / "bare.pth"
+    torch.save(generate_model("resnet", 10, n_classes=5, widen_factor=0.125).state_dict(), bare)
+    assert _train(data, tmp_path / "ref", "--pretrain-path", bare, "--n-epochs", 1) == 2
+    err = capsys.readouterr().err
+    assert "--model-depth 10" in err and "--resnet-widen-factor 0.125" in err
+    assert "generate_model" not in err
