@@ -62,7 +62,10 @@ def test_rerun_with_more_epochs_reads_the_architecture(data, finished, tmp_path)
     out.mkdir()
     for name in ("last.pth", "opts.json"):
         (out / name).write_bytes((finished / name).read_bytes())
-    assert _train(data, out, "--n-epochs", 2) == 0
+    root, ann = data
+    no_scheduler = RUN[:RUN.index("--lr-scheduler")]
+    assert train_main(["--video-path", str(root / "frames"), "--annotation-path", str(ann),
+                       "--result-path", str(out), "--n-epochs", "2"] + no_scheduler) == 0
     assert _epoch(out / "last.pth") == 2
 
 

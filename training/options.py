@@ -359,6 +359,7 @@ def resolve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> argpar
     if args.no_cuda:
         args.device = "cpu"
     _check_device(args.device, parser)
+    args.scheduler_given = args.lr_scheduler is not None or args.reference_defaults
     defaults = dict(REFERENCE_DEFAULTS) if args.reference_defaults else {
         "train_crop": "corner", "lr_scheduler": "plateau", "temporal_rule": "r3d",
         "colorjitter_strengths": COLORJITTER, "inference_stride": None,

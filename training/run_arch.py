@@ -1,10 +1,11 @@
 """The architecture of a run that resumes or fine-tunes: read from the checkpoint it starts from
 (r3d checkpoints record it, see training.checkpoint_info), so that no architecture flag needs
-repeating; flags given that contradict the checkpoint are refused in r3d-train's words."""
+repeating (nor, resuming, --lr-scheduler); flags given that contradict the checkpoint are
+refused in r3d-train's words."""
 from .builders import TrainingSetupError, model_options
 from .checkpoint_info import model_spec
 from .models import arch_name, infer_architecture, read_checkpoint
-from .models.checkpoint import _DEFAULTS as GENERATE_DEFAULTS
+from .models.checkpoint import _DEFAULTS as GENERATE_DEFAULTS, scheduler_kind
 from .options import ARCH_DEFAULTS, fill_ft_begin_module
 
 #: r3d-train's architecture options: attribute -> generate_model argument.
@@ -43,6 +44,8 @@ def adopt_architecture(args, path, source: str) -> None:
     Checkpoints that record no architecture (the reference's) keep the options, which must
     then describe the weights."""
     ckpt = read_checkpoint(path, weights_only=args.weights_only == "yes")
+    if source != "pretrain" and not args.scheduler_given:
+        args.lr_scheduler = scheduler_kind(ckpt.scheduler, str(path)) or args.lr_scheduler
     recorded = ckpt.extra.get("model_spec")
     if not (isinstance(recorded, dict) and "model" in recorded and "depth" in recorded):
         _check_unrecorded(args, ckpt, path)
