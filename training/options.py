@@ -72,6 +72,17 @@ def default_workers() -> int:
     return max(1, min(4, cores))
 
 
+def _fill_arch_defaults(ns) -> None:
+    """Record the architecture options given (`arch_given`: {attribute: value}), then give the
+    others their defaults: a checkpoint may still replace those (training.run_arch)."""
+    if not hasattr(ns, "model_depth") or hasattr(ns, "arch_given"):
+        return
+    ns.arch_given = {k: getattr(ns, k) for k in ARCH_DEFAULTS if getattr(ns, k) is not None}
+    for key, value in ARCH_DEFAULTS.items():
+        if getattr(ns, key) is None:
+            setattr(ns, key, value)
+
+
 def _arch_help(what, dest):
     return f"{what} (default: {ARCH_DEFAULTS[dest]}, or what the checkpoint records)"
 
@@ -103,7 +114,9 @@ class Parser(argparse.ArgumentParser):
 
     def parse_known_args(self, args=None, namespace=None):
         args = sys.argv[1:] if args is None else list(args)
-        return super().parse_known_args([self._dashed(a) for a in args], namespace)
+        ns, rest = super().parse_known_args([self._dashed(a) for a in args], namespace)
+        _fill_arch_defaults(ns)
+        return ns, rest
 
     def _dashed(self, arg):
         if not arg.startswith("--") or "_" not in arg:
@@ -376,10 +389,6 @@ def resolve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> argpar
         args.no_resume = args.no_resume or args.resume_path is None
     if args.n_pretrain_classes == 0:  # the reference's "not given"
         args.n_pretrain_classes = None
-    args.arch_given = {k: getattr(args, k) for k in ARCH_DEFAULTS if getattr(args, k) is not None}
-    for key, value in ARCH_DEFAULTS.items():
-        if getattr(args, key) is None:
-            setattr(args, key, value)
     args.ft_begin_given = args.ft_begin_module is not None
     fill_ft_begin_module(args)
     if args.inference_batch_size is None or args.inference_batch_size == 0:
