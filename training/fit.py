@@ -104,7 +104,10 @@ class Fit:
         final = {}
         try:
             if start > s.n_epochs and self.ctx.is_main:
-                print(f"r3d-train: training already finished ({s.n_epochs} epochs)")
+                done = self.state.epoch
+                print(f"r3d-train: training already finished: {done} epochs done (--n-epochs "
+                      f"{s.n_epochs}); pass --n-epochs {done + 1} or more to train on, or "
+                      f"--no-resume to start over")
             for epoch in range(start, s.n_epochs + 1):
                 final = self._epoch(epoch, logs, tb)
         finally:

@@ -7,7 +7,9 @@ Workers send uint8 clips; `Inputs` (training.engine) converts and normalises who
 the device. The training order and every random draw come from training.randomness, so they
 do not depend on the workers.
 """
+import itertools
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Optional
 
 from torch.utils.data import DataLoader
@@ -15,7 +17,7 @@ from torch.utils.data import DataLoader
 from storeformat.annotation import cycle_collector_paused
 
 from .builders import TrainingSetupError
-from .datasets import (InferenceWindows, StoreSet, TrainingClips, ValidationClips,
+from .datasets import (InferenceWindows, StoreSet, VideoNotFound, TrainingClips, ValidationClips,
                        collate_multi_clips, collate_windows)
 from .engine import Inputs, ShardSampler, VideoBatchSampler
 from .evaluation import EvaluationError, resolve_subset
@@ -82,9 +84,57 @@ def build_data(args, transforms) -> RunData:
         return _build_data(args, transforms)
 
 
+#: The bad-video advice of training.datasets, in Python words, and in r3d-train's.
+PYTHON_SKIP_HINT = "(pass on_bad='skip' to leave them out)"
+CLI_SKIP_HINT = "(pass --on-bad-video skip to leave them out)"
+
+
+def run_stores(args, header) -> StoreSet:
+    """The --video-path stores or, when none is given, the stores the annotation file's roots
+    record paths for."""
+    stores = dict(args.stores)
+    if not stores:
+        stores = {name: root["path"] for name, root in (header.get("roots") or {}).items()
+                  if isinstance(root, dict) and root.get("path")}
+    if not stores:
+        raise TrainingSetupError(f"--video-path is required: {args.annotation_path} records "
+                                 f"no store path for its videos")
+    return StoreSet(stores, header)
+
+
+def raw_video_example(path):
+    """A video file directly in `path` or in one of its folders (a folder of raw videos, not
+    of frames), or None."""
+    from preprocess.discover import VIDEO_EXTENSIONS  # only on this error path
+    path = Path(path)
+    if not path.is_dir():
+        return None
+    for entry in sorted(path.iterdir()):
+        inner = sorted(entry.iterdir()) if entry.is_dir() else [entry]
+        for f in inner[:50]:
+            if f.is_file() and f.suffix.lower().lstrip(".") in VIDEO_EXTENSIONS:
+                return f
+    return None
+
+
 def _build_data(args, transforms) -> RunData:
-    read = read_samples(args.annotation_path, None,
-                        lambda header: StoreSet(args.stores, header))
+    try:
+        return _datasets(args, transforms)
+    except (VideoNotFound, ValueError) as e:
+        for path in args.stores.values():
+            example = raw_video_example(path)
+            if example is not None:
+                raise TrainingSetupError(
+                    f"--video-path {path}: this looks like a folder of raw videos (e.g. "
+                    f"{example.name}), not of frames: convert it with r3d-preprocess first "
+                    f"(docs/preprocess.md), then pass the converted store") from None
+        if PYTHON_SKIP_HINT in str(e):
+            raise TrainingSetupError(str(e).replace(PYTHON_SKIP_HINT, CLI_SKIP_HINT)) from None
+        raise
+
+
+def _datasets(args, transforms) -> RunData:
+    read = read_samples(args.annotation_path, None, lambda header: run_stores(args, header))
     train_tf, val_tf, infer_tf = transforms
     common = dict(on_bad=args.on_bad_video, output="uint8", seed=args.manual_seed)
 
@@ -124,10 +174,28 @@ def _options(args, ctx, persistent=True):
             "persistent_workers": persistent and workers > 0}
 
 
+class CappedSampler:
+    """The first `n` keys of an epoch sampler's epoch (--max-iters-per-epoch)."""
+
+    def __init__(self, sampler, n):
+        self.sampler, self.n = sampler, n
+
+    def set_epoch(self, epoch):
+        self.sampler.set_epoch(epoch)
+
+    def __iter__(self):
+        return itertools.islice(iter(self.sampler), self.n)
+
+    def __len__(self):
+        return min(self.n, len(self.sampler))
+
+
 def train_loader(ds, args, ctx) -> DataLoader:
     """Batches of (epoch, index) keys drawn by an EpochSampler: call
     loader.sampler.set_epoch(epoch) before each epoch."""
     sampler = EpochSampler(len(ds), args.manual_seed, ctx.rank, ctx.world_size)
+    if args.max_iters_per_epoch is not None:
+        sampler = CappedSampler(sampler, args.max_iters_per_epoch * args.batch_size)
     return DataLoader(ds, batch_size=args.batch_size, sampler=sampler,
                       **_options(args, ctx))
 

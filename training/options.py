@@ -2,7 +2,9 @@
 reference's --snake_case, with the papers' settings as defaults (--reference-defaults: the
 reference's own). docs/training.md and docs/migrating.md map every reference name."""
 import argparse
+import copy
 import json
+import os
 import re
 import sys
 from pathlib import Path
@@ -54,13 +56,67 @@ examples:
 """
 
 
+#: The architecture options, defaulted only after the checkpoint a run resumes or fine-tunes
+#: from had its say (an r3d checkpoint records its architecture; see training.run_arch).
+ARCH_DEFAULTS = {"model": "resnet", "model_depth": 18, "conv1_t_size": 7, "conv1_t_stride": 1,
+                 "no_max_pool": False, "resnet_shortcut": "B", "resnet_widen_factor": 1.0,
+                 "wide_resnet_k": 2, "resnext_cardinality": 32}
+
+
+def default_workers() -> int:
+    """--n-threads' default: 4 DataLoader workers, never more than the CPU cores available."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(4, cores))
+
+
+def _fill_arch_defaults(ns) -> None:
+    """Record the architecture options given (`arch_given`: {attribute: value}), then give the
+    others their defaults: a checkpoint may still replace those (training.run_arch)."""
+    if not hasattr(ns, "model_depth") or hasattr(ns, "arch_given"):
+        return
+    ns.arch_given = {k: getattr(ns, k) for k in ARCH_DEFAULTS if getattr(ns, k) is not None}
+    for key, value in ARCH_DEFAULTS.items():
+        if getattr(ns, key) is None:
+            setattr(ns, key, value)
+
+
+def _arch_help(what, dest):
+    return f"{what} (default: {ARCH_DEFAULTS[dest]}, or what the checkpoint records)"
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Examples kept as written; every option's default shown (unless its help says it)."""
+
+    def _format_action(self, action):
+        if action.help is None and self._shows_default(action):
+            action = copy.copy(action)
+            action.help = "(default: %(default)s)"
+        return super()._format_action(action)
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "default" in text or not self._shows_default(action):
+            return text
+        return text + " (default: %(default)s)"
+
+    @staticmethod
+    def _shows_default(action):
+        return bool(action.option_strings) and action.default is not None \
+            and action.default is not False and action.default is not argparse.SUPPRESS
+
+
 class Parser(argparse.ArgumentParser):
     """An argument parser that also takes every --dashed-option in the reference's
     --snake_case spelling, and reports errors in one line (exit status 2)."""
 
     def parse_known_args(self, args=None, namespace=None):
         args = sys.argv[1:] if args is None else list(args)
-        return super().parse_known_args([self._dashed(a) for a in args], namespace)
+        ns, rest = super().parse_known_args([self._dashed(a) for a in args], namespace)
+        _fill_arch_defaults(ns)
+        return ns, rest
 
     def _dashed(self, arg):
         if not arg.startswith("--") or "_" not in arg:
@@ -75,7 +131,7 @@ class Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     p = Parser(
-        prog="r3d-train", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+        prog="r3d-train", epilog=EPILOG, formatter_class=HelpFormatter,
         description="Train, fine-tune, validate and run inference with 3D CNNs on r3d stores. "
                     "Resumes automatically from RESULT_PATH/last.pth. Every option is also "
                     "taken in the reference's spelling (--video_path for --video-path).")
@@ -137,16 +193,25 @@ def build_parser() -> argparse.ArgumentParser:
                    help="1: pixel values in [0, 1]; 255: in [0, 255]")
 
     g = p.add_argument_group("model")
-    g.add_argument("--model", choices=MODEL_NAMES, default="resnet")
-    g.add_argument("--model-depth", type=int, default=18)
-    g.add_argument("--conv1-t-size", type=int, default=7, help="temporal kernel of conv1")
-    g.add_argument("--conv1-t-stride", type=int, default=1, help="temporal stride of conv1")
-    g.add_argument("--no-max-pool", action="store_true", help="no max pooling after conv1")
-    g.add_argument("--resnet-shortcut", choices=("A", "B"), default="B")
-    g.add_argument("--resnet-widen-factor", type=float, default=1.0,
-                   help="channel width multiplier of ResNet-like models")
-    g.add_argument("--wide-resnet-k", type=int, default=2)
-    g.add_argument("--resnext-cardinality", type=int, default=32)
+    g.add_argument("--model", choices=MODEL_NAMES, default=None,
+                   help=_arch_help("model family", "model"))
+    g.add_argument("--model-depth", type=int, default=None,
+                   help=_arch_help("layers", "model_depth"))
+    g.add_argument("--conv1-t-size", type=int, default=None,
+                   help=_arch_help("temporal kernel of conv1", "conv1_t_size"))
+    g.add_argument("--conv1-t-stride", type=int, default=None,
+                   help=_arch_help("temporal stride of conv1", "conv1_t_stride"))
+    g.add_argument("--no-max-pool", action="store_true", default=None,
+                   help="no max pooling after conv1 (default: max pooling, or the checkpoint's)")
+    g.add_argument("--resnet-shortcut", choices=("A", "B"), default=None,
+                   help=_arch_help("shortcut type of ResNet-like models", "resnet_shortcut"))
+    g.add_argument("--resnet-widen-factor", type=float, default=None,
+                   help=_arch_help("channel width multiplier of ResNet-like models",
+                                   "resnet_widen_factor"))
+    g.add_argument("--wide-resnet-k", type=int, default=None,
+                   help=_arch_help("width of WideResNet", "wide_resnet_k"))
+    g.add_argument("--resnext-cardinality", type=int, default=None,
+                   help=_arch_help("groups of ResNeXt", "resnext_cardinality"))
 
     g = p.add_argument_group("fine-tuning")
     g.add_argument("--pretrain-path", type=Path, default=None,
@@ -181,6 +246,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--plateau-patience", type=int, default=10)
     g.add_argument("--batch-size", type=int, default=128)
     g.add_argument("--n-epochs", type=int, default=200, help="last epoch to train")
+    g.add_argument("--max-iters-per-epoch", type=int, default=None, metavar="N",
+                   help="train at most N batches per epoch (default: every batch): for smoke "
+                        "runs, e.g. --max-iters-per-epoch 2 --n-epochs 1")
     g.add_argument("--manual-seed", type=int, default=1)
 
     g = p.add_argument_group("validation, checkpoints and logs")
@@ -242,7 +310,9 @@ def build_parser() -> argparse.ArgumentParser:
     for name in REJECTED:
         g.add_argument("--" + name.replace("_", "-"), dest=f"rejected_{name}", nargs="?",
                        const=True, default=None, help=argparse.SUPPRESS)
-    g.add_argument("--n-threads", type=int, default=4, help="DataLoader worker processes")
+    g.add_argument("--n-threads", type=int, default=default_workers(),
+                   help="DataLoader worker processes (default: 4, at most the CPU cores: "
+                        "%(default)s here)")
     g.add_argument("--amp", nargs="?", const="bf16", choices=("bf16", "fp16"), default=None,
                    help="mixed precision on CUDA (bf16 by default; fp16 uses a gradient "
                         "scaler); ignored on the CPU, which trains in fp32")
@@ -294,8 +364,6 @@ def resolve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> argpar
     args.result_path = _under(root, args.result_path)
     args.pretrain_path = _under(root, args.pretrain_path)
     args.resume_path = _under(root, args.resume_path)
-    if not args.stores:
-        parser.error("--video-path is required: the frame store the annotation's videos are in")
     if args.result_path.exists() and not args.result_path.is_dir():
         parser.error(f"--result-path {args.result_path} is a file, not a directory")
     if args.no_train and not (args.inference or not args.no_val):
@@ -304,6 +372,7 @@ def resolve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> argpar
     if args.no_cuda:
         args.device = "cpu"
     _check_device(args.device, parser)
+    args.scheduler_given = args.lr_scheduler is not None or args.reference_defaults
     defaults = dict(REFERENCE_DEFAULTS) if args.reference_defaults else {
         "train_crop": "corner", "lr_scheduler": "plateau", "temporal_rule": "r3d",
         "colorjitter_strengths": COLORJITTER, "inference_stride": None,
@@ -320,13 +389,19 @@ def resolve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> argpar
         args.no_resume = args.no_resume or args.resume_path is None
     if args.n_pretrain_classes == 0:  # the reference's "not given"
         args.n_pretrain_classes = None
-    if args.pretrain_path is not None and args.ft_begin_module is None:
-        args.ft_begin_module = FINE_TUNE_BEGIN.get(args.model, FINE_TUNE_BEGIN_DEFAULT)
+    args.ft_begin_given = args.ft_begin_module is not None
+    fill_ft_begin_module(args)
     if args.inference_batch_size is None or args.inference_batch_size == 0:
         args.inference_batch_size = args.batch_size
     if args.output_topk <= 0:
         args.output_topk = args.n_classes
     return args
+
+
+def fill_ft_begin_module(args) -> None:
+    """--ft-begin-module's default for the model family, when fine-tuning and not given."""
+    if args.pretrain_path is not None and not args.ft_begin_given:
+        args.ft_begin_module = FINE_TUNE_BEGIN.get(args.model, FINE_TUNE_BEGIN_DEFAULT)
 
 
 def _check_values(args, parser):
@@ -336,6 +411,8 @@ def _check_values(args, parser):
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
     if args.sample_size > MAX_SAMPLE_SIZE:
         parser.error(f"--sample-size {args.sample_size} is more than {MAX_SAMPLE_SIZE} pixels")
+    if args.max_iters_per_epoch is not None and args.max_iters_per_epoch < 1:
+        parser.error("--max-iters-per-epoch must be at least 1")
     if args.n_threads < 0:
         parser.error("--n-threads must be 0 or more")
     if args.plateau_patience < 0:

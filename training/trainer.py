@@ -22,6 +22,7 @@ from .fit import Fit, FitSettings
 from .loaders import (build_data, build_transforms, input_pipe, train_loader, val_loader,
                       window_loader)
 from .options import save_opts
+from .run_arch import adopt_architecture
 from .state import TrainState, remove_stale_temporaries
 
 log = logging.getLogger(__name__)
@@ -29,23 +30,25 @@ log = logging.getLogger(__name__)
 __all__ = ["TrainingSetupError", "run"]
 
 
-def _prepare_result_path(args, ctx) -> Path:
+def _prepare_result_path(args, ctx) -> tuple:
+    """The result directory, made if missing; returns (path, whether this run made it)."""
     path = Path(args.result_path)
+    made = not path.exists()
     if ctx.is_main:
         if path.exists() and not path.is_dir():
             raise TrainingSetupError(f"--result-path {path}: exists and is not a directory")
         path.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(path)
-        save_opts(args, path / "opts.json")
     distributed.barrier(ctx)
-    return path
+    return path, made
 
 
 def _resume_path(args, result_path):
+    """(checkpoint to resume from or None, 'resume' when given, 'auto' when found)."""
     if args.resume_path is not None:
-        return args.resume_path
+        return args.resume_path, "resume"
     last = result_path / "last.pth"
-    return last if not args.no_resume and last.exists() else None
+    return (last, "auto") if not args.no_resume and last.exists() else (None, None)
 
 
 def run(args) -> dict:
@@ -58,7 +61,27 @@ def run(args) -> dict:
 
 
 def _run(args, ctx) -> dict:
-    result_path = _prepare_result_path(args, ctx)
+    result_path, made = _prepare_result_path(args, ctx)
+    try:
+        fit, data, training = _start(args, ctx, result_path)
+    except BaseException:
+        if made and ctx.is_main and not any(result_path.iterdir()):
+            result_path.rmdir()  # a failed start leaves nothing behind
+        raise
+    if ctx.is_main:
+        save_opts(args, result_path / "opts.json")
+    metrics = fit.run() if training else fit.evaluate_only()
+    if args.inference:
+        metrics = dict(metrics or {}, results=str(fit.infer(data.class_names)))
+    return metrics
+
+
+def _start(args, ctx, result_path):
+    """Everything before the first epoch: the architecture, data, model, state and loaders;
+    returns (Fit, RunData, whether it trains). Writes nothing."""
+    resume, source = _resume_path(args, result_path)
+    if resume is not None or args.pretrain_path is not None:
+        adopt_architecture(args, resume or args.pretrain_path, source or "pretrain")
     if ctx.device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     torch.manual_seed(args.manual_seed)
@@ -79,7 +102,6 @@ def _run(args, ctx) -> dict:
                        build_scaler(settings.amp) if training else None,
                        extra=dict(describe_run(args, data.class_names),
                                   manual_seed=args.manual_seed))
-    resume = _resume_path(args, result_path)
     if resume is not None:
         state.resume(resume, weights_only=args.weights_only == "yes", training=training,
                      milestones=args.multistep_milestones if args.overwrite_milestones
@@ -104,8 +126,4 @@ def _run(args, ctx) -> dict:
         inputs["infer"] = input_pipe(infer_tf, ctx, args)
 
     criterion = nn.BCEWithLogitsLoss() if data.multilabel else nn.CrossEntropyLoss()
-    fit = Fit(settings, ctx, state, placed.model, criterion, loaders, inputs)
-    metrics = fit.run() if training else fit.evaluate_only()
-    if args.inference:
-        metrics = dict(metrics or {}, results=str(fit.infer(data.class_names)))
-    return metrics
+    return Fit(settings, ctx, state, placed.model, criterion, loaders, inputs), data, training
