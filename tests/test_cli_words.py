@@ -9,6 +9,7 @@ from annotations.cli import main as annotate
 from preprocess.cli import main as preprocess
 from preprocess.reference_export import main as export_reference
 from tests.conftest import encode_video
+from training.cli import main as train
 from training.eval_cli import main as evaluate
 from videoapps.cli import features_main as features
 from videoapps.cli import predict_main as predict
@@ -52,6 +53,14 @@ def _failures(made):
         ("r3d-features", features, [str(t / "videos/run/a.mp4"), "--checkpoint", missing,
                                     "--out", str(t / "videos/run/a.mp4")]),
         ("r3d-export-reference", export_reference, [missing, str(t / "ref")]),
+        ("r3d-train", train, ["--annotation-path", missing, "--result-path", str(t / "r1")]),
+        ("r3d-train", train, ["--annotation-path", str(t / "ann.json"), "--result-path",
+                              str(t / "r2"), "--model-depth", "7", "--no-progress"]),
+        ("r3d-train", train, ["--annotation-path", str(t / "ann.json"), "--result-path",
+                              str(t / "r3"), "--video-path", str(t / "videos"),
+                              "--no-progress"]),
+        ("r3d-train", train, ["--annotation-path", str(t / "ann.json"), "--result-path",
+                              str(t / "r4"), "--pretrain-path", missing, "--no-progress"]),
     ]
 
 

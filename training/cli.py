@@ -2,16 +2,16 @@
 import logging
 import sys
 
-from .datasets import ClipLoadError, FrameReadError, VideoNotFound
-from .models import CheckpointError
 from .options import parse
-from .trainer import TrainingSetupError, run
 
 
 def main(argv=None) -> int:
-    args = parse(argv)
+    args = parse(argv)  # --help and bad options answer here, before torch loads
     logging.basicConfig(level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    from .datasets import ClipLoadError, FrameReadError, VideoNotFound
+    from .models import CheckpointError
+    from .trainer import TrainingSetupError, run
     try:
         run(args)
     except (TrainingSetupError, CheckpointError, FileNotFoundError, ValueError, VideoNotFound,

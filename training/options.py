@@ -2,15 +2,15 @@
 reference's --snake_case, with the papers' settings as defaults (--reference-defaults: the
 reference's own). docs/training.md and docs/migrating.md map every reference name."""
 import argparse
-import copy
 import json
 import os
 import re
 import sys
 from pathlib import Path
 
-from .models import MODEL_NAMES
-from .transforms import NORM_PRESETS
+from storeformat import cliparser
+
+from .choices import MODEL_NAMES, NORM_PRESETS
 
 #: Values that depend on whether a pretrained model is fine-tuned (the papers' protocol).
 SCRATCH = {"learning_rate": 0.1, "weight_decay": 1e-3}
@@ -87,30 +87,9 @@ def _arch_help(what, dest):
     return f"{what} (default: {ARCH_DEFAULTS[dest]}, or what the checkpoint records)"
 
 
-class HelpFormatter(argparse.RawDescriptionHelpFormatter):
-    """Examples kept as written; every option's default shown (unless its help says it)."""
-
-    def _format_action(self, action):
-        if action.help is None and self._shows_default(action):
-            action = copy.copy(action)
-            action.help = "(default: %(default)s)"
-        return super()._format_action(action)
-
-    def _get_help_string(self, action):
-        text = action.help or ""
-        if "default" in text or not self._shows_default(action):
-            return text
-        return text + " (default: %(default)s)"
-
-    @staticmethod
-    def _shows_default(action):
-        return bool(action.option_strings) and action.default is not None \
-            and action.default is not False and action.default is not argparse.SUPPRESS
-
-
-class Parser(argparse.ArgumentParser):
-    """An argument parser that also takes every --dashed-option in the reference's
-    --snake_case spelling, and reports errors in one line (exit status 2)."""
+class Parser(cliparser.Parser):
+    """The commands' parser (no abbreviations, suggestions, defaults in --help) that also takes
+    every --dashed-option in the reference's --snake_case spelling."""
 
     def parse_known_args(self, args=None, namespace=None):
         args = sys.argv[1:] if args is None else list(args)
@@ -125,13 +104,15 @@ class Parser(argparse.ArgumentParser):
         dashed = "--" + name[2:].replace("_", "-")
         return dashed + eq + value if dashed in self._option_string_actions else arg
 
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} -h)\n")
+    def is_option(self, name) -> bool:
+        return super().is_option(self._dashed(name))
+
+    error_note = " (see r3d-train -h)"
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = Parser(
-        prog="r3d-train", epilog=EPILOG, formatter_class=HelpFormatter,
+        prog="r3d-train", epilog=EPILOG,
         description="Train, fine-tune, validate and run inference with 3D CNNs on r3d stores. "
                     "Resumes automatically from RESULT_PATH/last.pth. Every option is also "
                     "taken in the reference's spelling (--video_path for --video-path).")

@@ -1,0 +1,41 @@
+"""Every command answers --help and a mistyped option before torch loads, showing defaults."""
+import configparser
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SETUP = Path(__file__).resolve().parents[1] / "setup.cfg"
+
+
+def _commands():
+    cfg = configparser.ConfigParser()
+    cfg.read(SETUP)
+    lines = cfg["options.entry_points"]["console_scripts"].strip().splitlines()
+    return dict(tuple(part.strip() for part in line.split("=")) for line in lines)
+
+
+PROBE = """
+import sys
+from {module} import {function} as main
+try:
+    main({argv!r})
+except SystemExit as e:
+    code = e.code
+print("TORCH" if "torch" in sys.modules else "NO-TORCH", code)
+"""
+
+
+@pytest.mark.parametrize("name", sorted(_commands()))
+@pytest.mark.parametrize("argv", [["--help"], ["--hepl"]], ids=["help", "typo"])
+def test_answers_without_importing_torch(name, argv):
+    module, function = _commands()[name].split(":")
+    run = subprocess.run([sys.executable, "-c", PROBE.format(module=module, function=function,
+                                                            argv=argv)],
+                         capture_output=True, text=True, timeout=120)
+    last = run.stdout.strip().splitlines()[-1]
+    assert last == ("NO-TORCH 0" if argv == ["--help"] else "NO-TORCH 2"), \
+        f"{name} {argv}: {last}\n{run.stderr[-2000:]}"
+    if argv != ["--help"]:
+        assert "did you mean" in run.stderr, run.stderr
