@@ -20,7 +20,7 @@ PROBE = """
 import sys
 from {module} import {function} as main
 try:
-    main({argv!r})
+    code = main({argv!r})
 except SystemExit as e:
     code = e.code
 print("TORCH" if "torch" in sys.modules else "NO-TORCH", code)
@@ -39,3 +39,19 @@ def test_answers_without_importing_torch(name, argv):
         f"{name} {argv}: {last}\n{run.stderr[-2000:]}"
     if argv != ["--help"]:
         assert "did you mean" in run.stderr, run.stderr
+
+
+def test_a_missing_input_is_said_before_torch_loads(tmp_path):
+    probe = PROBE.format(module="training.cli", function="main", argv=[
+        "--annotation-path", str(tmp_path / "nowhere.json"), "--result-path", str(tmp_path)])
+    run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         timeout=120)
+    assert run.stdout.strip().splitlines()[-1] == "NO-TORCH 2", run.stderr
+    assert "--annotation-path" in run.stderr and "no such file" in run.stderr
+
+
+def test_python_m_training_catalog_runs_without_a_warning():
+    run = subprocess.run([sys.executable, "-W", "error::RuntimeWarning", "-m",
+                          "training.catalog", "--help"], capture_output=True, text=True,
+                         timeout=120)
+    assert run.returncode == 0 and "RuntimeWarning" not in run.stderr, run.stderr

@@ -2,11 +2,15 @@
 import logging
 import sys
 
-from .options import parse
+from .options import missing_input, parse
 
 
 def main(argv=None) -> int:
-    args = parse(argv)  # --help and bad options answer here, before torch loads
+    args = parse(argv)  # --help, bad options and missing files answer before torch loads
+    missing = missing_input(args)
+    if missing:
+        print(f"r3d-train: error: {missing}", file=sys.stderr)
+        return 2
     logging.basicConfig(level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     from .datasets import ClipLoadError, FrameReadError, VideoNotFound

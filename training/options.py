@@ -421,6 +421,17 @@ def _check_device(device, parser):
             parser.error(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s)")
 
 
+def missing_input(args):
+    """The one-line complaint about an input file the options name that is not there, or None:
+    checked before the run's modules (and torch) load."""
+    for option, path in (("--annotation-path", args.annotation_path),
+                         ("--pretrain-path", args.pretrain_path),
+                         ("--resume-path", args.resume_path)):
+        if path is not None and not path.is_file():
+            return f"{option} {path}: {'a folder, not a file' if path.is_dir() else 'no such file'}"
+    return None
+
+
 def parse(argv=None) -> argparse.Namespace:
     parser = build_parser()
     return resolve(parser.parse_args(argv), parser)

@@ -5,7 +5,7 @@ refused in r3d-train's words."""
 from .builders import TrainingSetupError, model_options
 from .checkpoint_info import model_spec
 from .models import arch_name, infer_architecture, read_checkpoint
-from .models.checkpoint import _DEFAULTS as GENERATE_DEFAULTS, scheduler_kind
+from .models.checkpoint import GENERATE_DEFAULTS, scheduler_kind
 from .options import ARCH_DEFAULTS, fill_ft_begin_module
 
 #: r3d-train's architecture options: attribute -> generate_model argument.

@@ -25,9 +25,10 @@ from .registry import FAMILIES, arch_name, generate_model
 log = logging.getLogger(__name__)
 
 WRAPPER_PREFIXES = ("module.", "_orig_mod.")
-# Defaults left out of inferred specs, so that they read like generate_model calls.
-_DEFAULTS = {"n_input_channels": 3, "conv1_t_size": 7, "shortcut_type": "B", "widen_factor": 1.0,
-             "k": 2, "cardinality": 32, "growth_rate": 32, "num_init_features": 64, "bn_size": 4}
+#: generate_model's option defaults, left out of inferred specs so that they read like its calls.
+GENERATE_DEFAULTS = {"n_input_channels": 3, "conv1_t_size": 7, "shortcut_type": "B",
+                     "widen_factor": 1.0, "k": 2, "cardinality": 32, "growth_rate": 32,
+                     "num_init_features": 64, "bn_size": 4}
 # The reference's 2018 DenseNets named their modules conv0/norm0 and norm.1, conv.1, ...
 _LEGACY_DENSENET = ((re.compile(r"^features\.(conv|norm)0\."), r"features.\g<1>1."),
                     (re.compile(r"(\.denselayer\d+\.)(norm|relu|conv)\.([12])\."), r"\1\2\3."))
@@ -255,7 +256,7 @@ def infer_architecture(state_dict: Mapping[str, torch.Tensor]) -> Dict[str, Any]
     except KeyError as e:
         raise ValueError(f"the state_dict lacks {e.args[0]!r}, which its family needs") from None
     spec["n_classes"] = n_classes
-    return {k: v for k, v in spec.items() if _DEFAULTS.get(k, object()) != v}
+    return {k: v for k, v in spec.items() if GENERATE_DEFAULTS.get(k, object()) != v}
 
 
 def describe_architecture(spec: Mapping[str, Any]) -> str:
