@@ -3,16 +3,13 @@ import logging
 import os
 from pathlib import Path
 
-from storeformat import video_id_from_path
+from storeformat import VIDEO_EXTENSIONS, video_id_from_path
 
 from .paths import is_inside, normalise_source
 
 log = logging.getLogger(__name__)
 
 #: Extensions of video containers taken by default (lower case, without the dot).
-VIDEO_EXTENSIONS = frozenset(
-    "mp4 m4v mov qt avi webm mkv mk3d flv f4v mpg mpeg mpe m1v m2v vob ts mts m2ts 3gp 3g2 "
-    "ogv ogg wmv asf divx xvid rm rmvb dv mxf nut y4m h264 264 hevc h265 gif".split())
 
 
 def normalise_extensions(extra=()):

@@ -30,3 +30,10 @@ def video_id_from_path(relative_source) -> str:
     with '/' separators ('Archery/v_Archery_g01_c01.avi' -> 'Archery/v_Archery_g01_c01')."""
     p = PurePosixPath(*Path(relative_source).parts)
     return str(p.with_suffix("")) if p.suffix else str(p)
+
+
+#: File extensions taken for videos (lower case, no dot): what r3d-preprocess converts, and
+#: what r3d-train recognises as raw videos passed where frames were expected.
+VIDEO_EXTENSIONS = frozenset(
+    "mp4 m4v mov qt avi webm mkv mk3d flv f4v mpg mpeg mpe m1v m2v vob ts mts m2ts 3gp 3g2 "
+    "ogv ogg wmv asf divx xvid rm rmvb dv mxf nut y4m h264 264 hevc h265 gif".split())

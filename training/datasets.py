@@ -57,6 +57,15 @@ MAX_SUBSTITUTES = 20
 MAX_LISTED_PROBLEMS = 10
 
 
+class BadVideos(ValueError):
+    """Videos of the annotation that cannot be used (missing, unreadable, a segment that does
+    not fit), listed; `listing` is the list, the message adds how to leave them out."""
+
+    def __init__(self, listing, hint="pass on_bad='skip' to leave them out"):
+        super().__init__(f"{listing}\n({hint})")
+        self.listing = listing
+
+
 class ClipLoadError(RuntimeError):
     """A clip could not be loaded in a DataLoader worker. The DataLoader re-raises it in the
     main process with the worker's traceback as the message; only the reason is kept, so that
@@ -190,7 +199,7 @@ class ClipDataset(Dataset):
         msg = (f"{self.source}: {len(problems)} video(s) of subset {self.subset!r} cannot be "
                f"used:\n  {listed}{tail}")
         if self.on_bad == "raise":
-            raise ValueError(msg + "\n(pass on_bad='skip' to leave them out)")
+            raise BadVideos(msg)
         log.warning("%s\nleaving them out (on_bad='skip')", msg)
 
     def set_epoch(self, epoch: int) -> None:

@@ -14,11 +14,12 @@ from typing import Optional
 
 from torch.utils.data import DataLoader
 
+from storeformat import VIDEO_EXTENSIONS
 from storeformat.annotation import cycle_collector_paused
 
 from .builders import TrainingSetupError
-from .datasets import (InferenceWindows, StoreSet, VideoNotFound, TrainingClips, ValidationClips,
-                       collate_multi_clips, collate_windows)
+from .datasets import (BadVideos, InferenceWindows, StoreSet, TrainingClips, ValidationClips,
+                       VideoNotFound, collate_multi_clips, collate_windows)
 from .engine import Inputs, ShardSampler, VideoBatchSampler
 from .evaluation import EvaluationError, resolve_subset
 from .randomness import EpochSampler
@@ -84,11 +85,6 @@ def build_data(args, transforms) -> RunData:
         return _build_data(args, transforms)
 
 
-#: The bad-video advice of training.datasets, in Python words, and in r3d-train's.
-PYTHON_SKIP_HINT = "(pass on_bad='skip' to leave them out)"
-CLI_SKIP_HINT = "(pass --on-bad-video skip to leave them out)"
-
-
 def run_stores(args, header) -> StoreSet:
     """The --video-path stores or, when none is given, the stores the annotation file's roots
     record paths for."""
@@ -105,7 +101,6 @@ def run_stores(args, header) -> StoreSet:
 def raw_video_example(path):
     """A video file directly in `path` or in one of its folders (a folder of raw videos, not
     of frames), or None."""
-    from preprocess.discover import VIDEO_EXTENSIONS  # only on this error path
     path = Path(path)
     if not path.is_dir():
         return None
@@ -128,8 +123,8 @@ def _build_data(args, transforms) -> RunData:
                     f"--video-path {path}: this looks like a folder of raw videos (e.g. "
                     f"{example.name}), not of frames: convert it with r3d-preprocess first "
                     f"(docs/preprocess.md), then pass the converted store") from None
-        if PYTHON_SKIP_HINT in str(e):
-            raise TrainingSetupError(str(e).replace(PYTHON_SKIP_HINT, CLI_SKIP_HINT)) from None
+        if isinstance(e, BadVideos):
+            raise BadVideos(e.listing, "pass --on-bad-video skip to leave them out") from None
         raise
 
 
