@@ -10,7 +10,6 @@ position) and ``database`` (video id -> entry with ``subset`` and ``annotations`
 ``source``, ``n_frames``, ``fps``. Files without ``format`` (made by the reference scripts) are
 read as version 0 and validated for the reference fields only.
 """
-import os
 from pathlib import Path
 
 import simplejson
@@ -18,6 +17,7 @@ import simplejson
 from storeformat.annotation import (FORMAT_NAME, FRAME_BASE, MAX_REPORTED_ERRORS,  # noqa: F401
                                     SCHEMA_VERSION, STORE_FORMATS, SUBSETS, AnnotationError,
                                     entry_labels, load_annotation, root_frame_base, validate)
+from storeformat.atomic import write_atomically
 
 
 def frame_base(root) -> int:
@@ -51,16 +51,12 @@ def write_annotation(doc: dict, path) -> Path:
     path = Path(path)
     validate(doc, path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
+
+    def write(tmp):
         with open(tmp, "w", encoding="utf-8") as f:
             simplejson.dump(doc, f, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
             f.write("\n")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+    return write_atomically(path, write)
 
 
 def read_annotation(path, *, require_frames=False) -> dict:

@@ -81,7 +81,7 @@ def main(argv=None) -> int:
 
     _stage(5, "r3d-eval: video-level accuracy of the inference results")
     _call(evaluate, [ann, results / "validation.json", "-k", 1, 2], "r3d-eval")
-    from training.evaluation import evaluate as metrics_of
+    from training.job.evaluation import evaluate as metrics_of
     m = metrics_of(ann, results / "validation.json", ks=(1,))
     summary = {"videos": len(paths), "classes": len(CLASSES), "epochs": args.epochs,
                "seconds": round(time.perf_counter() - t0, 1), "top1": m["top1"]}

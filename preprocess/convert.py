@@ -11,10 +11,8 @@ failed, so a plain rerun converts it once the cause is fixed."""
 import collections
 import logging
 import math
-import os
 import shutil
 import time
-import uuid
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +23,7 @@ from tqdm.auto import tqdm
 
 from storeformat import (FAILURES_NAME, INDEX_NAME, LOCK_NAME, SETTINGS_NAME, IndexWriter,
                          read_index, read_settings, write_settings)
+from storeformat.atomic import write_atomically
 
 from .discover import VIDEO_EXTENSIONS, assign_ids, find_videos, normalise_extensions, read_list
 from .extract import FrameSettings
@@ -96,7 +95,7 @@ def _check_settings(dst: Path, settings: dict, overwrite: bool) -> None:
                                          **(old or {}), **settings})
 
 
-def _select(src: Path, list_file, extensions, index):
+def select_sources(src: Path, list_file, extensions, index):
     """(selected {id: relative source}, failures (source, reason) for sources that cannot be
     converted: missing or escaping list entries, links out of SRC, same or nesting ids,
     reserved names)."""
@@ -163,13 +162,14 @@ def _rewrite_shard(path: Path, keys, tmp_root: Path) -> None:
         if not stale:
             return
         log.info("%s: removing %d stale copies (%s ...)", path, len(stale), stale[0])
-        tmp = tmp_root / f"{path.name}.{os.getpid()}-{uuid.uuid4().hex}.tmp"
-        with h5py.File(tmp, "w-") as new:
-            new.attrs.update(old.attrs)
-            for key in sorted(keys):
-                parent, name = key.rsplit("/", 1)
-                old.copy(old[key], new.require_group(parent), name=name)
-    os.replace(tmp, path)
+
+        def write(tmp):
+            with h5py.File(tmp, "w") as new:
+                new.attrs.update(old.attrs)
+                for key in sorted(keys):
+                    parent, name = key.rsplit("/", 1)
+                    old.copy(old[key], new.require_group(parent), name=name)
+        write_atomically(path, write, tmp_root)
 
 
 def _video_keys(h5):
@@ -247,7 +247,7 @@ def _convert_locked(src, dst, fmt, settings, jobs, list_file, extensions, overwr
     index_path = dst / INDEX_NAME
     index = read_index(index_path) if index_path.exists() else {}
     exts = normalise_extensions(extensions) if extensions else VIDEO_EXTENSIONS
-    selected, problems = _select(src, list_file, exts, index)
+    selected, problems = select_sources(src, list_file, exts, index)
     if not selected and not problems:
         shutil.rmtree(tmp_root, ignore_errors=True)
         what = (f"{list_file} names no video" if list_file is not None else
@@ -276,7 +276,7 @@ def _convert_locked(src, dst, fmt, settings, jobs, list_file, extensions, overwr
     try:
         with IndexWriter(index_path) as writer:
             if pending:
-                stop = _run(pending, fmt, src, dst, tmp_root, settings, jobs, videos_per_shard,
+                stop = run_pending(pending, fmt, src, dst, tmp_root, settings, jobs, videos_per_shard,
                             backend, scheduler, progress, writer, index, summary)
     except OSError as e:
         cause = environment_cause(e)
@@ -318,8 +318,8 @@ def _tasks(pending, fmt, src, dst, tmp_root, settings, jobs, videos_per_shard):
                                                     dst, tmp_root, settings)
 
 
-def _run(pending, fmt, src, dst, tmp_root, settings, jobs, videos_per_shard, backend, scheduler,
-         progress, writer, index, summary):
+def run_pending(pending, fmt, src, dst, tmp_root, settings, jobs, videos_per_shard, backend,
+                scheduler, progress, writer, index, summary):
     """Convert `pending`, recording each outcome; returns the STOPPED record of an
     environmental failure that ended the run early, else None."""
     tasks = list(_tasks(pending, fmt, src, dst, tmp_root, settings, jobs, videos_per_shard))

@@ -4,7 +4,7 @@ store for the same settings, and nothing is written to disk."""
 from pathlib import Path
 
 from .extract import FrameSettings
-from .writers import _extract
+from .writers import extract_frames
 
 
 def decode_to_memory(source, settings: FrameSettings = FrameSettings()):
@@ -13,5 +13,5 @@ def decode_to_memory(source, settings: FrameSettings = FrameSettings()):
     start in seconds from the first, plus the last one's end). Raises ExtractionError (naming
     the reason) for a video that cannot be decoded or comes out truncated."""
     frames, times = [], []
-    meta = _extract(Path(source), settings, frames.append, frame_times=times)
+    meta = extract_frames(Path(source), settings, frames.append, frame_times=times)
     return frames, dict(meta, frame_times=times)

@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 from storeformat import INDEX_NAME, frame_name, read_index
 from storeformat.annotation import AnnotationError, entry_frame_base, load_annotation
+from storeformat.atomic import write_atomically
 from storeformat.cliparser import Parser
 from storeformat.h5local import outside_problem
 from storeformat.paths import UnsafePath, inside
@@ -119,18 +120,15 @@ def write_reference_video(path: Path, frames, source=None) -> None:
     """One reference .hdf5 file, written atomically (a crash leaves no partial file), with
     `source` (what it is made from) as an attribute the reference's loader ignores."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
+
+    def write(tmp):
         with h5py.File(tmp, "w") as f:
             video = f.create_dataset("video", (len(frames),), dtype=h5py.vlen_dtype(np.uint8))
             for i, data in enumerate(frames):
                 video[i] = np.frombuffer(data, dtype=np.uint8)
             if source is not None:
                 f.attrs[SOURCE_ATTR] = simplejson.dumps(source, sort_keys=True)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    write_atomically(path, write)
 
 
 def plan(store: StoreReader, doc=None, root=None):
@@ -257,15 +255,12 @@ def _shift_segments(ann, shift):
 def write_json(doc, path) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
+
+    def write(tmp):
         with open(tmp, "w", encoding="utf-8") as f:
             simplejson.dump(doc, f, ensure_ascii=False, separators=(",", ":"))
             f.write("\n")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    write_atomically(path, write)
 
 
 def _parser():

@@ -33,7 +33,7 @@ VFR_TOLERANCE = 0.1
 STOPPED = "stopped"
 
 
-def _extract(source: Path, settings, consume, frame_times=None):
+def extract_frames(source: Path, settings, consume, frame_times=None):
     """Run ffmpeg on `source`, hand every JPEG to `consume`, check the result is complete and
     return the video's metadata; the list `frame_times`, when given, receives what
     `output_frame_times` gives. Raises EnvironmentFailure when the source cannot be read
@@ -152,7 +152,7 @@ def convert_to_jpeg_dir(video_id, rel_source, src_root, dst_root, tmp_root, sett
             with open(tmp_dir / frame_name(count[0]), "wb") as f:
                 f.write(jpeg)
 
-        meta = _extract(_source(src_root, rel_source), settings, write)
+        meta = extract_frames(_source(src_root, rel_source), settings, write)
         final = Path(dst_root) / video_id
         if not is_inside(os.path.realpath(final), os.path.realpath(dst_root)):
             return failure(video_id, rel_source, f"its folder {final} resolves to "
@@ -194,7 +194,7 @@ def convert_to_shard(items, shard_name, src_root, dst_root, tmp_root, settings):
             for video_id, rel_source in items:
                 frames = []
                 try:
-                    meta = _extract(_source(src_root, rel_source), settings, frames.append)
+                    meta = extract_frames(_source(src_root, rel_source), settings, frames.append)
                     key = write_video(h5, video_id, frames, {**meta, "source": rel_source})
                     stored.append(_done(video_id, rel_source, "hdf5", shard_name, meta, key=key))
                 except EnvironmentFailure as e:

@@ -2,6 +2,7 @@
 an external link, a soft link to one, external raw storage or a virtual dataset would make
 h5py read another file, anywhere on disk."""
 import h5py
+from h5py import h5l
 
 #: Soft links followed before a chain of them is refused (HDF5's own limit is higher).
 MAX_SOFT_LINKS = 16
@@ -21,6 +22,22 @@ def outside_problem(h5file, key, datasets=("jpeg", "offsets")) -> "str | None":
             problem = _storage_problem(obj, path)
             if problem:
                 return problem
+    return None
+
+
+def hard_link_problem(h5, name: bytes, leaves=()) -> "str | None":
+    """Why the HDF5 path `name` of the open file `h5`, or one of its `leaves` (names under it),
+    is refused (a part of it is a soft or external link, which would lead to another object or
+    file), or None. Stricter than `outside_problem` and made of low-level calls: the catalog
+    runs it on every video of a shard, whose groups r3d writes without links."""
+    parts = name.split(b"/")
+    for part in [b"/".join(parts[:i]) for i in range(1, len(parts) + 1)] + \
+            [name + b"/" + leaf for leaf in leaves]:
+        kind = h5.id.links.get_info(part).type
+        if kind != h5l.TYPE_HARD:
+            what = {h5l.TYPE_SOFT: "a soft link", h5l.TYPE_EXTERNAL: "an external link"}
+            return (f"refused: {part.decode('utf-8', 'surrogateescape')!r} is "
+                    f"{what.get(kind, 'a link')} (r3d shards hold their data themselves)")
     return None
 
 

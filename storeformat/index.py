@@ -12,6 +12,8 @@ import logging
 import os
 from pathlib import Path
 
+from .atomic import write_text_atomically
+
 log = logging.getLogger(__name__)
 
 
@@ -109,10 +111,7 @@ class IndexWriter:
 
 def write_settings(path, settings: dict) -> None:
     """Write store.json atomically."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(settings, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_text_atomically(path, json.dumps(settings, indent=2, sort_keys=True) + "\n")
 
 
 def read_settings(path):

@@ -5,12 +5,11 @@ import json
 import pytest
 
 from annotations.schema import AnnotationError, annotation_classes, frame_base, read_annotation
-from storeformat.annotation import entry_labels, entry_segments, load_annotation
-from training.annotation_file import read_annotation_file, root_frame_base
-from training.datasets import InferenceWindows, TrainingClips
-from training.evaluation import load_ground_truth
-from training.sampling import TemporalCenterCrop
-from training.transforms import Compose, Normalize
+from storeformat.annotation import entry_frame_base, entry_labels, entry_segments, load_annotation
+from training.data.datasets import InferenceWindows, TrainingClips
+from training.job.evaluation import load_ground_truth
+from training.data.sampling import TemporalCenterCrop
+from training.data.transforms import Compose, Normalize
 from training_data import build_stores, frame_levels
 
 RAW = Compose([Normalize()])
@@ -32,13 +31,13 @@ def test_a_root_without_frame_base_counts_from_one_for_every_reader(tmp_path_fac
     path.write_text(json.dumps(_hdf5_doc(stores["hdf5"], [1, 31])))
     doc = read_annotation(path)
     assert frame_base(doc["roots"]["h"]) == 1
-    assert root_frame_base(read_annotation_file(path), "h") == 1
-    ds = TrainingClips(read_annotation_file(path), {"h": stores["hdf5"]}, transform=RAW,
+    assert entry_frame_base(load_annotation(path, full=False), "h") == 1
+    ds = TrainingClips(load_annotation(path, full=False), {"h": stores["hdf5"]}, transform=RAW,
                        sampler=TemporalCenterCrop(30))
     assert frame_levels(ds[0][0].numpy()) == list(range(30))
     # [3, 5] is frames 3 and 4 counted from 1: the store's elements 2 and 3
     path.write_text(json.dumps(_hdf5_doc(stores["hdf5"], [3, 5])))
-    ds = TrainingClips(read_annotation_file(path), {"h": stores["hdf5"]}, transform=RAW,
+    ds = TrainingClips(load_annotation(path, full=False), {"h": stores["hdf5"]}, transform=RAW,
                        sampler=TemporalCenterCrop(2))
     assert frame_levels(ds[0][0].numpy()) == [2, 3]
     # [0, 30] starts before frame 1: rejected by the validator and by the datasets alike
@@ -46,16 +45,16 @@ def test_a_root_without_frame_base_counts_from_one_for_every_reader(tmp_path_fac
     with pytest.raises(AnnotationError, match="starts before frame 1"):
         read_annotation(path)
     with pytest.raises(ValueError, match=r"segment \[0, 30\] lies outside"):
-        TrainingClips(read_annotation_file(path), {"h": stores["hdf5"]})
+        TrainingClips(load_annotation(path, full=False), {"h": stores["hdf5"]})
 
 
 def test_reference_files_do_not_state_a_frame_base():
     ref = {"labels": ["a"], "database": {"x": {"subset": "training",
                                                "annotations": {"label": "a", "segment": [0, 4]}}}}
-    assert root_frame_base(ref, None) is None
+    assert entry_frame_base(ref, None) is None
     v1 = dict(ref, format="r3d-annotations", version=1)
-    assert root_frame_base(v1, None) == 1  # one rule for entries without a root too
-    assert root_frame_base(dict(v1, roots={"r": {"frame_base": 0}}), "r") == 0
+    assert entry_frame_base(v1, None) == 1  # one rule for entries without a root too
+    assert entry_frame_base(dict(v1, roots={"r": {"frame_base": 0}}), "r") == 0
 
 
 ENTRIES = {
@@ -87,7 +86,7 @@ def test_every_reader_sees_the_same_labels(tmp_path, tmp_path_factory):
     for entry in db.values():
         entry["store_id"] = "walk/v_walk_0"
     path.write_text(json.dumps(doc))
-    ds = InferenceWindows(read_annotation_file(path), stores["jpg"], transform=RAW,
+    ds = InferenceWindows(load_annotation(path, full=False), stores["jpg"], transform=RAW,
                           target="multilabel")
     assert {s.video_id: [doc["labels"][i] for i in s.labels] for s in ds.samples} == truth
 
@@ -113,11 +112,11 @@ def test_reference_activitynet_lists(tmp_path):
 def test_shape_errors_name_the_file_and_video(tmp_path):
     path = tmp_path / "bad.json"
     path.write_text(json.dumps({"labels": ["a"], "database": {"x": {"annotations": {}}}}))
-    for read in (read_annotation_file, lambda p: load_annotation(p, full=False)):
+    for read in (lambda p: load_annotation(p), lambda p: load_annotation(p, full=False)):
         with pytest.raises(ValueError, match=f"{path}: .*video 'x': entry without 'subset'"):
             read(path)
     with pytest.raises(FileNotFoundError, match="no such annotation file"):
-        read_annotation_file(tmp_path / "missing.json")
+        load_annotation(tmp_path / "missing.json", full=False)
 
 
 @pytest.mark.parametrize("ann, message", [
@@ -132,7 +131,7 @@ def test_every_reader_refuses_what_it_cannot_read(tmp_path, ann, message):
            "database": {"x": {"subset": "validation", "annotations": ann}}}
     path = tmp_path / "bad.json"
     path.write_text(json.dumps(doc))
-    for read in (read_annotation, read_annotation_file,
+    for read in (read_annotation, lambda p: load_annotation(p, full=False),
                  lambda p: load_ground_truth(p, "validation")):
         with pytest.raises(ValueError, match=f"{path}: video 'x': {message}"):
             read(path)

@@ -10,7 +10,7 @@ import pytest
 from storeformat.annotation import (AnnotationError, AnnotationFileMissing, load_annotation,
                                     stream_annotation)
 from storeformat.jsonstream import NotAnObject, RepeatedKey, StreamError, read_object_streaming
-from training import datasets, samples
+from training.data import datasets, samples
 from training_data import build_stores
 
 DOCS = [

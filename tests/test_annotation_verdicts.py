@@ -10,7 +10,7 @@ import pytest
 from annotations.cli import main as annotate
 from storeformat.annotation import AnnotationError, load_annotation, stream_annotation
 from storeformat.jsonstream import read_object_streaming
-from training.evaluation import EvaluationError, evaluate
+from training.job.evaluation import EvaluationError, evaluate
 
 
 def _doc():

@@ -1,4 +1,4 @@
-"""Video catalogs (training.catalog) on stores written by r3d-preprocess and by r3d's shard
+"""Video catalogs (training.data.catalog) on stores written by r3d-preprocess and by r3d's shard
 writer: lookups, frame numbering, one pread per clip against h5py's bytes, staleness,
 read-only stores, bounded and per-process file descriptors."""
 import json
@@ -15,8 +15,12 @@ import pytest
 
 from storeformat import INDEX_NAME, frame_name
 from storeformat.hdf5 import mark_layout, write_video
-from training.catalog import CATALOG_DIR, META_NAME, StoreCatalog, VideoCatalog, main
-from training.stores import FrameReadError, Hdf5Store, JpegDirStore, VideoNotFound, open_store
+from training.data.catalogfiles import CATALOG_DIR, META_NAME
+from training.data.catalog import StoreCatalog
+from training.data.videos import VideoCatalog
+from training.data.derive import main
+from training.data.errors import FrameReadError, VideoNotFound
+from training.data.stores import Hdf5Store, JpegDirStore, open_store
 from training_data import VIDEOS, build_stores, copy_tree, frame_levels
 
 
@@ -103,7 +107,7 @@ def test_store_catalog_lookups(stores, kind, first):
 def test_many_keys_at_once_equal_one_by_one(stores, monkeypatch, collide):
     """StoreCatalog.rows (hashes, each hit checked) agrees with row() for present, absent,
     empty, too long and near-miss keys, also when every key has the same hash."""
-    from training import keytable
+    from training.data import keytable
 
     if collide:
         monkeypatch.setattr(keytable, "hashes", lambda blob, offsets: np.zeros(len(offsets) - 1,
@@ -151,14 +155,14 @@ def test_stale_catalog_is_derived_again(stores, tmp_path):
     first = StoreCatalog.open(root)
     row = first.row("walk/v_walk_1")
     expected = first.read_bytes(row, [0, 19])
-    assert StoreCatalog.open(root)._meta["tag"] == first._meta["tag"]  # fresh: reused
+    assert StoreCatalog.open(root).meta["tag"] == first.meta["tag"]  # fresh: reused
     records = [json.loads(line) for line in (root / INDEX_NAME).read_text().splitlines()]
     kept = [r for r in records if r["id"] != "jump/v_jump_1"]
     kept.append({"id": "jump/v_jump_1", "status": "failed", "source": "jump/v_jump_1.mp4",
                  "reason": "truncated or corrupt"})
     (root / INDEX_NAME).write_text("".join(json.dumps(r) + "\n" for r in kept))
     second = StoreCatalog.open(root)
-    assert second._meta["tag"] != first._meta["tag"] and len(second) == 3
+    assert second.meta["tag"] != first.meta["tag"] and len(second) == 3
     assert second.row("jump/v_jump_1") is None
     assert second.failure("jump/v_jump_1") == "truncated or corrupt"
     assert second.read_bytes(second.row("walk/v_walk_1"), [0, 19]) == expected
@@ -252,7 +256,7 @@ def _fd_count():
 
 def test_open_descriptors_are_bounded_with_many_shards(many_shards):
     catalog = StoreCatalog.open(many_shards, max_open_files=4)
-    assert len(catalog) == 120 and len(catalog._meta["shards"]) == 40
+    assert len(catalog) == 120 and len(catalog.meta["shards"]) == 40
     before = _fd_count()
     rng = np.random.default_rng(1)
     expected = {}
@@ -370,7 +374,7 @@ def test_video_catalog_shares_the_stores_catalog(stores):
     run = VideoCatalog(h5)
     row = run.find(None, ["jump/v_jump_0"])
     run.read_bytes(row, [0])
-    assert run.store(row) is h5 and len(h5._files) == 1  # one descriptor cache for both
+    assert run.store(row) is h5 and len(h5.catalog.open_files()) == 1  # one descriptor cache for both
     unindexed = VideoCatalog(stores["ref"])
     row = unindexed.find(None, ["jump/v_jump_0"])
     assert frame_levels(unindexed.store(row).read(unindexed.key(row), [5])) == [5]
@@ -407,10 +411,10 @@ def test_shards_read_in_several_processes_give_the_same_catalog(many_shards, tmp
     (root / "shard-00007.h5").write_bytes(b"not hdf5")
     one = StoreCatalog.open(root, rebuild=True, jobs=1)
     two = StoreCatalog.open(root, rebuild=True, jobs=2)
-    assert one._meta["tag"] != two._meta["tag"] and two._meta["problems"] == 3
+    assert one.meta["tag"] != two.meta["tag"] and two.meta["problems"] == 3
     for name in ("key_blob", "key_offsets", "key_prefix", "n_frames", "shard", "data", "start", "offsets"):
         assert np.array_equal(getattr(one, "_" + name), getattr(two, "_" + name)), name
-    assert one._meta["shards"] == two._meta["shards"]
+    assert one.meta["shards"] == two.meta["shards"]
     broken = two.row("c1/v7_0")
     with pytest.raises(FrameReadError, match="cannot open .*shard-00007.h5"):
         two.read_bytes(broken, [0])
@@ -430,7 +434,7 @@ def test_without_file_locks_only_the_replaced_catalog_is_removed(stores, tmp_pat
     monkeypatch.setattr(fcntl, "flock", no_locks)
     second = StoreCatalog.open(root, rebuild=True)
     names = [p.name for p in (root / CATALOG_DIR).iterdir()]
-    assert other.exists() and not any(n.startswith(first._meta["tag"]) for n in names)
+    assert other.exists() and not any(n.startswith(first.meta["tag"]) for n in names)
     assert second.read_bytes(second.row("jump/v_jump_1"), [1]) == \
         [(root / "jump/v_jump_1" / frame_name(1)).read_bytes()]
-    assert StoreCatalog.open(root)._meta["tag"] == second._meta["tag"]  # loads unlocked too
+    assert StoreCatalog.open(root).meta["tag"] == second.meta["tag"]  # loads unlocked too

@@ -1,4 +1,4 @@
-"""What a store catalog trusts (training.catalog), on stores converted by r3d-preprocess: the
+"""What a store catalog trusts (training.data.catalog), on stores converted by r3d-preprocess: the
 catalog folder is never a link and clean-up deletes only the catalog's own files, shard paths
 are confined when a catalog is opened, each index record is checked on its own, long ids cost
 their own bytes, links out of a shard are refused, and errors name the file and the reason."""
@@ -12,9 +12,13 @@ import numpy as np
 import pytest
 
 from storeformat import INDEX_NAME
-from training import catalog as catalog_module
-from training.catalog import CATALOG_DIR, META_NAME, CatalogError, StoreCatalog, main
-from training.stores import FrameReadError, Hdf5Store, JpegDirStore, VideoNotFound
+from training.data import derive as derive_module
+from training.data.catalogfiles import CATALOG_DIR, META_NAME
+from training.data.errors import CatalogError
+from training.data.catalog import StoreCatalog
+from training.data.derive import main
+from training.data.errors import FrameReadError, VideoNotFound
+from training.data.stores import Hdf5Store, JpegDirStore
 from training_data import VIDEOS, build_stores, copy_tree
 
 
@@ -63,13 +67,13 @@ def test_clean_up_removes_only_the_catalogs_own_files(stores, tmp_path):
     root = copy_tree(stores["jpg"], tmp_path / "jpg")
     first = StoreCatalog.open(root)
     folder = root / CATALOG_DIR
-    strangers = ["notes.txt", "abc.npy", f"{first._meta['tag']}x.n_frames.npy"]
+    strangers = ["notes.txt", "abc.npy", f"{first.meta['tag']}x.n_frames.npy"]
     for name in strangers:
         (folder / name).write_text("not the catalog's")
     StoreCatalog.open(root, rebuild=True)
     names = {p.name for p in folder.iterdir()}
     assert set(strangers) <= names
-    assert not any(n.startswith(first._meta["tag"] + ".") for n in names)
+    assert not any(n.startswith(first.meta["tag"] + ".") for n in names)
 
 
 # --- case 2: a catalog shipped inside a store ------------------------------------------------
@@ -87,7 +91,7 @@ def test_a_shipped_catalog_cannot_name_a_file_outside_the_store(stores, tmp_path
     meta["shards"][0] = [name, size]
     (root / CATALOG_DIR / META_NAME).write_text(json.dumps(meta))  # index unchanged: "fresh"
     shipped = StoreCatalog.open(root)
-    row = next(r for r in range(len(shipped)) if int(shipped._shard[r]) == 0)
+    row = next(r for r in range(len(catalog)) if catalog.shard_path(r) == root / rel)
     with pytest.raises(FrameReadError, match=r"refused: .*shard"):
         shipped.read_bytes(row, [0])
     assert catalog.read_bytes(row, [0]) != [b"S"]
@@ -103,10 +107,6 @@ def test_a_shipped_catalog_tag_cannot_name_files_outside_its_folder(stores, tmp_
     path.write_text(json.dumps({**meta, "tag": "../../x"}))
     with pytest.raises(CatalogError, match=rf"{META_NAME}: not a catalog r3d wrote .*'../../x'"):
         StoreCatalog.open(root)
-
-
-def test_catalog_has_no_private_path_check():
-    assert not hasattr(catalog_module, "_inside")
 
 
 # --- case 7: one bad record ------------------------------------------------------------------
@@ -161,7 +161,7 @@ def test_an_old_format_catalog_is_derived_again(stores, tmp_path):
     meta = json.loads(path.read_text())
     path.write_text(json.dumps({**meta, "version": 1}))
     again = StoreCatalog.open(root)
-    assert again._meta["tag"] != meta["tag"] and again._meta["version"] == 2
+    assert again.meta["tag"] != meta["tag"] and again.meta["version"] == 2
 
 
 def test_jobs_never_exceed_the_cpus(stores, tmp_path, monkeypatch):
@@ -172,7 +172,7 @@ def test_jobs_never_exceed_the_cpus(stores, tmp_path, monkeypatch):
     def pool(n):
         asked.append(n)
         return real_pool(1)
-    monkeypatch.setattr(catalog_module.multiprocessing, "Pool", pool)
+    monkeypatch.setattr(derive_module.multiprocessing, "Pool", pool)
     assert main(["--jobs", "100000", str(root)]) == 0
     assert asked and max(asked) <= os.cpu_count()
 

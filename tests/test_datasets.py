@@ -3,7 +3,6 @@ every layout; bad data raises naming the video and frame, or is skipped with a w
 import copy
 import logging
 import pickle
-import random
 
 import h5py
 import numpy as np
@@ -12,12 +11,14 @@ import torch
 from torch.utils.data import DataLoader
 
 from storeformat import frame_name
-from training.datasets import (InferenceWindows, TrainingClips, ValidationClips,
-                               collate_multi_clips, collate_windows)
-from training.region import region_decoder
-from training.sampling import SlidingWindow, TemporalCenterCrop, TemporalEvenCrop
-from training.stores import FrameReadError, Hdf5Store, open_store
-from training.transforms import Compose, Normalize, train_transform
+from training.data import datasets
+from training.data.datasets import (InferenceWindows, TrainingClips, ValidationClips,
+                                    collate_multi_clips, collate_windows)
+from training.data.region import region_decoder
+from training.data.sampling import SlidingWindow, TemporalCenterCrop, TemporalEvenCrop
+from training.data.errors import FrameReadError
+from training.data.stores import Hdf5Store, open_store
+from training.data.transforms import Compose, Normalize, train_transform
 from training_data import (VIDEOS, build_pattern_stores, build_stores, copy_tree, frame_levels,
                            reference_doc)
 
@@ -55,16 +56,15 @@ def test_training_clips_hold_consecutive_frames_of_the_video(stores, kind):
 
 def test_training_defaults_give_the_papers_input(stores):
     ds = TrainingClips(reference_doc(), stores["hdf5"])
-    random.seed(0)
-    clip, target = ds[2]
+    clip, target = ds[(1, 2)]
     assert clip.shape == (3, 16, 112, 112) and clip.dtype == torch.float32
     assert isinstance(target, int)
     levels_seen = [round(float(clip[:, t].mean() * 0.2737 + 0.3775) * 255 / 8) for t in
                    range(16)]
     assert np.all(np.diff(levels_seen) >= 0)  # frames in time order
-    random.seed(0)
-    again, _ = ds[2]
-    assert torch.equal(clip, again)
+    again, _ = ds[(1, 2)]
+    assert torch.equal(clip, again)  # the draws follow from (seed, epoch, item) alone
+    assert not all(torch.equal(clip, ds[(epoch, 2)][0]) for epoch in range(2, 6))
 
 
 @pytest.fixture(scope="module")
@@ -72,28 +72,64 @@ def pattern(tmp_path_factory):
     return build_pattern_stores(tmp_path_factory)
 
 
-def test_region_decoding_changes_no_pixel(pattern):
-    """Decoding only each frame's crop gives exactly the clips whole-frame decoding gives."""
-    if region_decoder() is None:
-        pytest.skip("region decoder unavailable")
+#: Epochs whose crops the region tests compare: each draws its own crop of the one video.
+REGION_EPOCHS = range(1, 41)
+
+
+def _region_mismatches(pattern, monkeypatch):
+    """Compare region-decoded training clips with whole-frame decoded ones over many crops:
+    (epochs whose clips differ, crops decoded by region, distinct clips seen)."""
+    calls = []
+    real = datasets.decode_region_clip
+
+    def counting(lib, frames, factor, box, *args, **kwargs):
+        calls.append(box)
+        return real(lib, frames, factor, box, *args, **kwargs)
+    monkeypatch.setattr(datasets, "decode_region_clip", counting)
     doc = reference_doc(["pattern/v_pattern_0"])
+    differ, seen = [], set()
     for kind in ("jpg", "hdf5"):
         region = TrainingClips(doc, pattern[kind], sampler=TemporalCenterCrop(8))
         whole = TrainingClips(doc, pattern[kind], sampler=TemporalCenterCrop(8),
                               region_decode=False)
-        assert region._region_lib is not None and whole._region_lib is None
-        for seed in range(30):
-            random.seed(seed)
-            a, _ = region[0]
-            random.seed(seed)
-            b, _ = whole[0]
-            assert torch.equal(a, b), seed
+        assert region.region_lib is not None and whole.region_lib is None
         clone = pickle.loads(pickle.dumps(region))  # as a spawned DataLoader worker gets it
-        assert clone._region_lib is not None
-        random.seed(3)
-        c, _ = clone[0]
-        random.seed(3)
-        assert torch.equal(c, whole[0][0])
+        assert clone.region_lib is not None
+        for epoch in REGION_EPOCHS:
+            a, _ = (clone if epoch % 2 else region)[(epoch, 0)]
+            b, _ = whole[(epoch, 0)]
+            seen.add(b.numpy().tobytes())
+            if not torch.equal(a, b):
+                differ.append((kind, epoch))
+    return differ, len(calls), len(seen)
+
+
+def test_region_decoding_changes_no_pixel(pattern, monkeypatch):
+    """Decoding only each frame's crop gives exactly the clips whole-frame decoding gives, over
+    crops of every size and position the training transform draws."""
+    if region_decoder() is None:
+        pytest.skip("region decoder unavailable")
+    differ, regions, distinct = _region_mismatches(pattern, monkeypatch)
+    assert differ == []
+    assert distinct > len(REGION_EPOCHS) // 2  # the epochs drew many different crops
+    assert regions >= len(REGION_EPOCHS)  # most of them (both stores) decoded by region
+
+
+def test_region_check_catches_a_subtly_wrong_decoder(pattern, monkeypatch):
+    """The comparison above fails for a region decoder that is off by one column only when a
+    crop starts at an odd column (as a chroma upsampling slip would be)."""
+    if region_decoder() is None:
+        pytest.skip("region decoder unavailable")
+    real = datasets.decode_region_clip
+
+    def wrong(lib, frames, factor, box, *args, **kwargs):
+        top, left, h, w = box
+        if left % 2 and left > 0:
+            left -= 1
+        return real(lib, frames, factor, (top, left, h, w), *args, **kwargs)
+    monkeypatch.setattr(datasets, "decode_region_clip", wrong)
+    differ, regions, _ = _region_mismatches(pattern, monkeypatch)
+    assert regions and differ
 
 
 def test_reduced_decoding_stays_within_its_tolerance(pattern):
@@ -104,12 +140,11 @@ def test_reduced_decoding_stays_within_its_tolerance(pattern):
                          transform=train_transform(112, scales=(1.0,)))
     exact = TrainingClips(doc, pattern["hdf5"], sampler=TemporalCenterCrop(8),
                           transform=train_transform(112, scales=(1.0,)), reduced_decode=False)
-    random.seed(0)
-    a, _ = fast[0]
-    random.seed(0)
-    b, _ = exact[0]
-    grey = (a - b).abs() * 0.27 * 255
-    assert 0 < grey.mean() < 3
+    for epoch in range(1, 6):  # five crops and flips, each decoded both ways
+        a, _ = fast[(epoch, 0)]
+        b, _ = exact[(epoch, 0)]
+        grey = (a - b).abs() * 0.27 * 255
+        assert 0 < grey.mean() < 3, epoch
     assert not ValidationClips(reference_doc(["pattern/v_pattern_0"], ["validation"]),
                                pattern["hdf5"]).reduced_decode
 
@@ -282,7 +317,7 @@ def test_fewer_than_five_videos_and_workers(stores):
         assert len(ds) == 1 and levels(ds[0][0]) == [8, 9, 10, 11]
     store = Hdf5Store(stores["hdf5"])
     ds = TrainingClips(reference_doc(), store, transform=train_transform(32))
-    assert len(store._files) == 0  # building the dataset opened no HDF5 file
+    assert len(store.catalog.open_files()) == 0  # building the dataset opened no HDF5 file
     loader = DataLoader(ds, batch_size=2, num_workers=2, multiprocessing_context="fork")
     batches = list(loader)
     assert [b[0].shape for b in batches] == [(2, 3, 16, 32, 32)] * 2
@@ -355,7 +390,7 @@ def test_skipped_evaluation_videos_are_left_out_not_replaced(tmp_path, stores, c
                                on_bad="skip")
     items = [windows[i] for i in range(len(windows))]
     assert [i for i, item in enumerate(items) if item is None] == \
-        [i for i in range(len(windows)) if windows._video[i] == bad]
+        [i for i in range(len(windows)) if windows.video_of_window[i] == bad]
     _, seen, _ = collate_windows(items)
     assert bad not in seen.tolist() and len(seen) == sum(item is not None for item in items)
 
@@ -384,7 +419,7 @@ def test_vectorised_sample_building_equals_the_entry_by_entry_rules(tmp_path, st
     import json
 
     from annotations.cli import main as annotate
-    from training import datasets, samples
+    from training.data import datasets, samples
     out = tmp_path / "ann.json"
     assert annotate(["folder", str(stores["src"]), "--out", str(out), "--index",
                      str(stores[kind]), "-q"]) == 0
@@ -400,7 +435,7 @@ def test_vectorised_sample_building_equals_the_entry_by_entry_rules(tmp_path, st
 
     def table(fast, batch=samples.BATCH):
         if not fast:
-            monkeypatch.setattr(samples._SimpleEntries, "take", lambda *a: False)
+            monkeypatch.setattr(samples.SimpleEntries, "take", lambda *a: False)
         monkeypatch.setattr(samples, "BATCH", batch)
         read = samples.read_samples(doc, datasets.StoreSet(stores[kind], doc))
         monkeypatch.undo()
@@ -408,7 +443,7 @@ def test_vectorised_sample_building_equals_the_entry_by_entry_rules(tmp_path, st
 
     (a, pa), (b, pb), (c, pc) = table(True), table(False), table(True, batch=2)
     assert pa == pb == pc and {v for v, _ in pa} == {"v_gone", list(doc["database"])[1]}
-    builder = samples._Builder(doc, datasets.StoreSet(stores[kind], doc))
+    builder = samples.SampleBuilder(doc, datasets.StoreSet(stores[kind], doc))
     vid = list(doc["database"])[3]
     assert builder.simple.take(3, 0, vid, doc["database"][vid])  # the fast path is tested
     assert len(a) == len(b) == len(c) == 4

@@ -4,8 +4,8 @@ import json
 import pytest
 
 from training.eval_cli import main as eval_main
-from training.evaluation import (EvaluationError, average_precision, check_finite_scores,
-                                 evaluate, load_results)
+from training.job.evaluation import (EvaluationError, average_precision, check_finite_scores,
+                                     evaluate, load_results)
 
 GT = {
     "labels": ["a", "b", "c"],
@@ -84,7 +84,7 @@ def test_errors_are_clear(files, tmp_path, capsys):
 def test_score_tensor_metrics_match_the_file_evaluation():
     import torch
 
-    from training.evaluation import video_metrics
+    from training.job.evaluation import video_metrics
     # v1, v2, v3 of RESULTS as scores over (a, b, c); truths as class indices.
     scores = torch.tensor([[0.7, 0.2, 0.1], [0.7, 0.2, 0.1], [0.5, 0.4, 0.1]])
     m = video_metrics(scores, [[0], [0], [1]], ks=(1, 2))

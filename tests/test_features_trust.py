@@ -23,9 +23,9 @@ import videoapps.features
 from conftest import encode_vfr_video, encode_video
 from preprocess import convert_dataset
 from preprocess.cli import main as preprocess_main
-from training.checkpoint_info import describe_run
+from training.job.checkpoint_info import describe_run
 from training.models import generate_model, save_checkpoint
-from training.options import build_parser
+from training.job.options import build_parser
 from videoapps.cli import features_main
 from videoapps.cli import predict_main
 
@@ -197,13 +197,13 @@ def test_preprocess_jobs_are_capped_at_the_cpu_cores(tmp_path, monkeypatch, caps
     encode_video(tmp_path / "src/a.mp4", width=48, height=HEIGHT, frames=4)
     monkeypatch.setattr(os, "cpu_count", lambda: 1)
     asked = []
-    real = preprocess.convert._run
+    real = preprocess.convert.run_pending
 
     def spy(pending, fmt, src, dst, tmp_root, settings, jobs, *rest):
         asked.append(jobs)
         return real(pending, fmt, src, dst, tmp_root, settings, min(jobs, 1), *rest)
 
-    monkeypatch.setattr(preprocess.convert, "_run", spy)
+    monkeypatch.setattr(preprocess.convert, "run_pending", spy)
     rc = preprocess_main([str(tmp_path / "src"), str(tmp_path / "dst"), "--jobs", "100000",
                           "--no-progress"])
     assert rc == 0 and asked == [1]

@@ -12,7 +12,7 @@ from annotations.cli import main as annotate
 from demo.synth import render_video, write_video
 from preprocess import convert_dataset
 from training.cli import main as train_main
-from training.options import build_parser
+from training.job.options import build_parser
 
 CLASSES = ("move_left", "move_right", "grow")
 ARCH = ["--model", "resnet", "--model-depth", "10", "--resnet-widen-factor", "0.125",

@@ -342,14 +342,14 @@ def test_source_gone_mid_run_stops_it_and_a_rerun_converts_everything(tmp_path, 
     ref = tmp_path / "ref"
     assert convert_dataset(src, ref, progress=False).ok
     dst, moved = tmp_path / "dst", tmp_path / "moved"
-    real_extract, calls = preprocess.writers._extract, [0]
+    real_extract, calls = preprocess.writers.extract_frames, [0]
 
     def unmount_on_third(source, *args):
         calls[0] += 1
         if calls[0] == 3:
             src.rename(moved)
         return real_extract(source, *args)
-    monkeypatch.setattr(preprocess.writers, "_extract", unmount_on_third)
+    monkeypatch.setattr(preprocess.writers, "extract_frames", unmount_on_third)
     with pytest.raises(RunStopped, match="cannot read the source: No such file or directory"):
         convert_dataset(src, dst, progress=False)
     index = read_index(dst / "index.jsonl")
@@ -551,13 +551,13 @@ def test_source_deleted_after_selection_stops_parallel_runs(tmp_path, monkeypatc
     src = _videos(tmp_path / "src", 4, frames=5)
     dst = tmp_path / "dst"
     import preprocess.convert
-    real_select = preprocess.convert._select
+    real_select = preprocess.convert.select_sources
 
     def select_then_delete(*args):
         selected, problems = real_select(*args)
         (src / selected["c1/v3"]).unlink()
         return selected, problems
-    monkeypatch.setattr(preprocess.convert, "_select", select_then_delete)
+    monkeypatch.setattr(preprocess.convert, "select_sources", select_then_delete)
     if backend == "dask":
         with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                       dashboard_address=None) as cluster:

@@ -12,7 +12,7 @@ from conftest import encode_video
 from preprocess import convert_dataset
 from preprocess.reference_export import main
 from storeformat.annotation import load_annotation
-from training.stores import ReferenceHdf5Store, open_store
+from training.data.stores import ReferenceHdf5Store, open_store
 
 VIDEOS = {"run/run_a.mp4": 9, "run/run_b.mp4": 7, "walk/walk_a.mp4": 8}
 

@@ -12,8 +12,8 @@ from annotations.cli import main
 from annotations.schema import read_annotation
 from conftest import encode_video
 from preprocess import convert_dataset
-from training.datasets import candidate_keys
-from training.stores import open_store
+from training.data.datasets import candidate_keys
+from training.data.stores import open_store
 
 
 def reference_lookup(doc, root, subset):

@@ -4,7 +4,7 @@ saying what to use instead, and --reference-defaults giving the reference's defa
 import pytest
 import torch
 
-from training.options import REFERENCE_DEFAULTS, parse
+from training.job.options import REFERENCE_DEFAULTS, parse
 
 BASE = ["--video-path", "v", "--annotation-path", "a.json"]
 
@@ -160,7 +160,7 @@ def test_cuda_device_without_cuda_is_refused(tmp_path, capsys, monkeypatch):
 
 
 def test_output_topk_none_keeps_every_class():
-    from training.engine import top_results
+    from training.job.engine import top_results
     names = ["a", "b", "c"]
     assert [r["label"] for r in top_results([0.2, 0.5, 0.3], names, None)] == ["b", "c", "a"]
     assert [r["label"] for r in top_results([0.2, 0.5, 0.3], names, 2)] == ["b", "c"]

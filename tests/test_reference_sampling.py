@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from training.sampling import TemporalCenterCrop, TemporalEvenCrop, TemporalRandomCrop
+from training.data.sampling import TemporalCenterCrop, TemporalEvenCrop, TemporalRandomCrop
 
 
 def reference_even(n_frames, size, n_samples):

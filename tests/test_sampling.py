@@ -3,8 +3,8 @@ import random
 
 import pytest
 
-from training.sampling import (SlidingWindow, TemporalCenterCrop, TemporalEvenCrop,
-                               TemporalRandomCrop, loop_pad, segment_frames)
+from training.data.sampling import (SlidingWindow, TemporalCenterCrop, TemporalEvenCrop,
+                                    TemporalRandomCrop, loop_pad, segment_frames)
 
 
 def frames(n, first=1):

@@ -14,12 +14,12 @@ from PIL import Image
 
 from storeformat import INDEX_NAME, frame_name
 from storeformat.hdf5 import mark_layout
-from training import region as region_module
-from training.decode import (ClipBuffers, DecodeError, decode_clip, decode_frame, jpeg_size,
-                             reduction_factor, scaled_size)
-from training.region import decode_region_clip, region_decoder, unavailable_reason
-from training.stores import (FrameReadError, Hdf5Store, JpegDirStore, ReferenceHdf5Store,
-                             VideoNotFound, open_store)
+from training.data import region as region_module
+from training.data.decode import (ClipBuffers, DecodeError, decode_clip, decode_frame, jpeg_size,
+                                  reduction_factor, scaled_size)
+from training.data.region import decode_region_clip, region_decoder, unavailable_reason
+from training.data.errors import FrameReadError, VideoNotFound
+from training.data.stores import Hdf5Store, JpegDirStore, ReferenceHdf5Store, open_store
 from training_data import VIDEOS, build_stores, copy_tree, encode_grey_video, frame_levels
 
 
@@ -326,10 +326,15 @@ def test_hdf5_index_disagreeing_with_the_shard_is_an_error(tmp_path, stores):
 
 # --- HDF5 handles: per process, bounded -------------------------------------------------------
 
+def _open_files(store):
+    """The store's open-file cache in this process: its catalog's, or its own."""
+    return (store.catalog if store.catalog is not None else store).open_files()
+
+
 def _child_read(store, queue):
     try:
         clip = store.read("walk/v_walk_0", [0, 29])
-        queue.put((os.getpid(), len(store._files), frame_levels(clip)))
+        queue.put((os.getpid(), len(_open_files(store)), frame_levels(clip)))
     except Exception as e:  # report to the parent rather than dying silently
         queue.put(repr(e))
 
@@ -338,7 +343,7 @@ def _child_read(store, queue):
 def test_forked_worker_opens_its_own_handles(stores, kind):
     store = open_store(stores[kind])
     assert frame_levels(store.read("walk/v_walk_0", [1])) == [1]  # parent opens a handle
-    parent_handles = list(store._files.values())
+    parent_handles = list(_open_files(store).values())
     assert parent_handles
     ctx = multiprocessing.get_context("fork")
     queue = ctx.Queue()
@@ -349,7 +354,7 @@ def test_forked_worker_opens_its_own_handles(stores, kind):
     assert result[0] != os.getpid() and result[2] == [0, 29], result
     assert result[1] == 1  # the child's cache held only its own new handle
     # the parent's handles are untouched and still work
-    assert list(store._files.values()) == parent_handles
+    assert list(_open_files(store).values()) == parent_handles
     assert frame_levels(store.read("walk/v_walk_0", [2])) == [2]
 
 
@@ -358,7 +363,7 @@ def test_pickled_store_drops_handles(stores, kind):
     store = open_store(stores[kind])
     store.read("jump/v_jump_0", [3])
     clone = pickle.loads(pickle.dumps(store))
-    assert len(clone._files) == 0
+    assert len(_open_files(clone)) == 0
     assert frame_levels(clone.read("jump/v_jump_0", [3])) == [3]
 
 
@@ -373,8 +378,8 @@ def test_open_files_are_bounded(stores):
     opened = []
     for vid in VIDEOS:
         h5.read(vid, [0])
-        opened.extend(h5._files.values())
-        assert len(h5._files) == 1
+        opened.extend(_open_files(h5).values())
+        assert len(_open_files(h5)) == 1
     assert sum(s.is_open for s in _distinct(opened)) == 1  # evicted shards were closed
     for vid in VIDEOS:  # and reopen when needed again
         assert frame_levels(h5.read(vid, [1])) == [1]
@@ -382,8 +387,8 @@ def test_open_files_are_bounded(stores):
     handles = []
     for vid in VIDEOS:
         ref.read(vid, [0])
-        handles.extend(ref._files.values())
-        assert len(ref._files) <= 2
+        handles.extend(_open_files(ref).values())
+        assert len(_open_files(ref)) <= 2
     assert sum(f.id.valid for f in _distinct(handles)) == 2
     ref.close()
     assert sum(f.id.valid for f in _distinct(handles)) == 0

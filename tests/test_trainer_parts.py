@@ -6,14 +6,15 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from training.builders import sync_and_freeze
-from training.datasets import ClipLoadError, TrainingClips, ValidationClips, collate_multi_clips
-from training.engine import Inputs
+from training.job.builders import sync_and_freeze
+from training.data.datasets import (ClipLoadError, TrainingClips, ValidationClips,
+                                    collate_multi_clips)
+from training.job.engine import Inputs
 from training.models import generate_model, read_checkpoint
-from training.randomness import EpochSampler, item_rng
-from training.sampling import TemporalEvenCrop
-from training.state import TrainState, remove_stale_temporaries
-from training.transforms import eval_transform, train_transform
+from training.data.order import EpochSampler, item_rng
+from training.data.sampling import TemporalEvenCrop
+from training.job.state import TrainState, remove_stale_temporaries
+from training.data.transforms import eval_transform, train_transform
 from training_data import build_stores, copy_tree, reference_doc
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -99,14 +100,14 @@ def test_best_is_never_stale_after_a_kill_between_checkpoints(tmp_path, monkeypa
     state.epoch = 2
     improved = state.improve("val_loss", 1.0, lower_is_better=True)
     written = []
-    real = TrainState._write
+    real = TrainState.write
 
     def killed_after_best(self, path):
         real(self, path)
         written.append(path.name)
         if path.name == "best.pth":
             raise KeyboardInterrupt  # the kill: last.pth is never replaced
-    monkeypatch.setattr(TrainState, "_write", killed_after_best)
+    monkeypatch.setattr(TrainState, "write", killed_after_best)
     with pytest.raises(KeyboardInterrupt):
         state.save(tmp_path, improved)
     assert written == ["best.pth"]

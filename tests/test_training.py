@@ -17,7 +17,7 @@ from annotations.cli import main as annotate
 from demo.synth import render_video, write_video
 from preprocess import convert_dataset
 from training.cli import main as train_main
-from training.evaluation import evaluate
+from training.job.evaluation import evaluate
 from training.models import generate_model
 
 CLASSES = ("move_left", "move_right", "grow")
@@ -92,7 +92,7 @@ def test_training_reduces_loss_and_writes_logs(data, tmp_path):
 
 KILL_IN_EPOCH_3 = """
 import os, signal, sys
-import training.fit as fit
+import training.job.fit as fit
 real = fit.train_epoch
 def train_epoch(model, loader, criterion, optimizer, ctx, epoch, **kwargs):
     if epoch == 3:
@@ -297,7 +297,7 @@ def test_bad_options_get_a_clear_message(data, tmp_path, capsys, extra, message)
 
 
 def test_fine_tuning_defaults_are_the_papers(data, tmp_path):
-    from training.options import parse
+    from training.job.options import parse
     root, ann = data
     base = ["--video-path", str(root), "--annotation-path", str(ann), "--result-path",
             str(tmp_path)]

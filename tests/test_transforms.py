@@ -8,11 +8,12 @@ import simplejpeg
 import torch
 from PIL import Image
 
-from training.decode import decode_clip
-from training.transforms import (MULTISCALE_SCALES, NORM_PRESETS, CenterCrop, ColorJitter,
-                                 Compose, CornerCrop, HorizontalFlip, MultiScaleCornerCrop,
-                                 Normalize, RandomResizedCrop, Resize, eval_transform, normalize,
-                                 train_transform)
+from training.data.decode import decode_clip
+from training.data.transforms import (MULTISCALE_SCALES, CenterCrop, ColorJitter, Compose,
+                                      CornerCrop, HorizontalFlip, MultiScaleCornerCrop, Normalize,
+                                      RandomResizedCrop, Resize, eval_transform, normalize,
+                                      train_transform)
+from training.data.presets import NORM_PRESETS
 
 T, H, W = 3, 200, 250
 

@@ -18,15 +18,15 @@ from torch.utils.data import DataLoader
 
 from conftest import encode_video
 from preprocess import convert_dataset
-from training.checkpoint_info import (class_names_of, clip_settings, describe_run,
-                                      inference_transforms, model_from_checkpoint)
+from training.job.checkpoint_info import (class_names_of, clip_settings, describe_run,
+                                          inference_transforms, model_from_checkpoint)
 from training.cli import main as train_main
-from training.datasets import InferenceWindows
+from training.data.datasets import InferenceWindows
 from training.models import generate_model, read_checkpoint, save_checkpoint
-from training.options import build_parser
-from training.sampling import SlidingWindow
-from training.stores import open_store
-from training.transforms import eval_transform
+from training.job.options import build_parser
+from training.data.sampling import SlidingWindow
+from training.data.stores import open_store
+from training.data.transforms import eval_transform
 from videoapps import featurefile
 from videoapps.cli import features_main
 from videoapps.cli import predict_main
@@ -375,14 +375,14 @@ def test_features_interrupted_run_resumes_to_the_same_file(setup, tmp_path, monk
     _assert_same_contents(_h5_contents(out), before)  # the old file is untouched
     assert len(list((tmp_path / "f.h5.parts").glob("*.npy"))) == 1  # one video survived
     # a kill inside the video's own write leaves no half record either
-    real_atomic = featurefile._atomic_write
+    real_atomic = featurefile.write_atomically
 
     def killed_in_write(path, write):
         if path.suffix == ".json" and path.name != featurefile.SETTINGS_NAME:
             raise KeyboardInterrupt
         return real_atomic(path, write)
 
-    monkeypatch.setattr(featurefile, "_atomic_write", killed_in_write)
+    monkeypatch.setattr(featurefile, "write_atomically", killed_in_write)
     assert _features(root, out) == 130
     monkeypatch.undo()
     assert _features(root, out) == 0

@@ -34,7 +34,9 @@ sys.path.insert(0, str(REPO))  # run from a checkout
 
 from storeformat import INDEX_NAME, SETTINGS_NAME, write_settings  # noqa: E402
 from storeformat.hdf5 import mark_layout, write_video  # noqa: E402
-from training.catalog import CATALOG_DIR, StoreCatalog, default_max_open_files  # noqa: E402
+from training.data.catalogfiles import CATALOG_DIR
+from training.data.catalog import StoreCatalog
+from training.data.files import default_max_open_files
 
 #: training/stores.py before the catalog (Hdf5Store reading through h5py metadata per clip).
 OLD_STORES = "02eee008d4cf390bfb42072e802ad50e5b7cc3ae:training/stores.py"
@@ -92,7 +94,7 @@ def old_stores_module():
         raise SystemExit(f"cannot read {OLD_STORES} from git: {e}")
     spec = importlib.util.spec_from_loader("training._stores_before_catalog", loader=None)
     module = importlib.util.module_from_spec(spec)
-    module.__package__ = "training"
+    module.__package__ = "training.data"
     exec(compile(source, "training/stores.py@" + OLD_STORES[:8], "exec"), module.__dict__)
     return module
 
@@ -102,11 +104,12 @@ class RawReads:
     every shard open, then the frames cut out of it (what any reader must do)."""
 
     def __init__(self, catalog):
-        self.fds = [os.open(path, os.O_RDONLY) for path, _ in catalog._shards]
-        self.shard = catalog._shard.copy()
-        self.data = catalog._data.copy()
-        self.start = catalog._start.copy()
-        self.offsets = np.array(catalog._offsets)
+        # straight from the catalog's files (docs/data.md), as any reader could
+        meta, tag = catalog.meta, catalog.meta["tag"]
+        self.fds = [os.open(catalog.root / rel, os.O_RDONLY) for rel, _ in meta["shards"]]
+        self.shard, self.data, self.start, self.offsets = (
+            np.load(catalog.directory / f"{tag}.{name}.npy")
+            for name in ("shard", "data", "start", "offsets"))
 
     def read(self, row, frames):
         s = self.start[row]
@@ -234,13 +237,13 @@ def main(argv=None):
                for name, (read, _, _) in paths.items()}
 
     load = os.getloadavg()
-    print(f"\n{len(rows):,} videos in {len(catalog._shards):,} shards; catalog derived in "
+    print(f"\n{len(rows):,} videos in {len(catalog.meta['shards']):,} shards; catalog derived in "
           f"{derive_s:.1f} s,"
           f" opened again in {open_ms:.1f} ms; default open shards {default_max_open_files()}; "
           f"load average {load[0]:.2f} {load[1]:.2f}\n")
     print("| path | clips/s, all videos | clips/s, hot set | all / hot | reader's growth, "
           "1st pass, MB | bytes per video | 2nd pass, MB |\n|---|---:|---:|---:|---:|---:|---:|")
-    result = {"videos": len(rows), "shards": len(catalog._shards), "derive_s": derive_s,
+    result = {"videos": len(rows), "shards": len(catalog.meta['shards']), "derive_s": derive_s,
               "load": load[0], "paths": {}}
     for name in paths:
         a, h = (statistics.median(rates[name, s]) for s in ("all", "hot"))

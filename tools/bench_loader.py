@@ -7,10 +7,10 @@ crop to 112, horizontal flip, Kinetics normalisation, a float tensor 3 x 16 x 11
 
 * baseline: the reference's path: per frame, ``image_%05d.jpg`` checked, opened and converted
   with PIL, cropped, resized, flipped, converted to a tensor and normalised; frames stacked;
-* r3d from JPEG directories and from HDF5 shards (training.datasets.TrainingClips, defaults);
+* r3d from JPEG directories and from HDF5 shards (training.data.datasets.TrainingClips, defaults);
 * the decode bound: 16 x the time libjpeg-turbo (simplejpeg) takes to decode one frame held in
   memory;
-* r3d decoding whole frames with simplejpeg (what it does where training.region's decoder,
+* r3d decoding whole frames with simplejpeg (what it does where training.data.region's decoder,
   which decodes only each frame's crop, cannot be built), and without DCT-domain scaling.
 
 Single-process figures (torch limited to one thread: per core) are medians of interleaved
@@ -43,11 +43,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from preprocess import convert_dataset  # noqa: E402
 from preprocess.ffmpeg_bin import ffmpeg_exe  # noqa: E402
 from storeformat import read_index  # noqa: E402
-from training.datasets import TrainingClips  # noqa: E402
-from training.decode import decode_frame  # noqa: E402
-from training.region import region_decoder, unavailable_reason  # noqa: E402
-from training.stores import open_store  # noqa: E402
-from training.transforms import MULTISCALE_SCALES, NORM_PRESETS  # noqa: E402
+from training.data.datasets import TrainingClips
+from training.data.decode import decode_frame
+from training.data.region import region_decoder, unavailable_reason
+from training.data.stores import open_store
+from training.data.transforms import MULTISCALE_SCALES
+from training.data.presets import NORM_PRESETS
 
 SOURCES = [  # lavfi sources with the detail of real footage at 320x240 (12-23 kB per frame)
     ("testsrc2=size=640x480:rate=25", {"alls": 8, "allf": "t"}),

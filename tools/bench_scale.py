@@ -445,8 +445,8 @@ def section_check_deep(ctx):
 
 def _run_data(annotation, k700, mit, workdir):
     """r3d-train's datasets for the merged file, built as r3d-train builds them."""
-    from training.loaders import build_data, build_transforms
-    from training.options import parse
+    from training.job.loaders import build_data, build_transforms
+    from training.job.options import parse
     args = parse(["--video-path", f"kinetics700={k700}", "--video-path", f"mit={mit}",
                   "--annotation-path", str(annotation), "--result-path", str(workdir),
                   "--sample-size", "32", "--n-threads", "0", "--no-progress",
@@ -481,8 +481,8 @@ def _children(pid):
 def probe_setup(annotation, k700, mit, workdir):
     import gc
 
-    import training.loaders  # noqa: F401  (imports are not setup: torch alone takes ~1.5 s)
-    import training.options  # noqa: F401
+    import training.job.loaders  # noqa: F401  (imports are not setup: torch alone takes ~1.5 s)
+    import training.job.options  # noqa: F401
     t = time.perf_counter()
     data = _run_data(annotation, k700, mit, workdir)
     seconds = time.perf_counter() - t
@@ -501,7 +501,7 @@ def probe_workers(annotation, k700, mit, workdir, workers):
     import torch
     from torch.utils.data import DataLoader
 
-    from training.randomness import EpochSampler
+    from training.data.order import EpochSampler
     torch.set_num_threads(1)
     ds = _run_data(annotation, k700, mit, workdir).train
     loader = DataLoader(ds, batch_size=64, sampler=EpochSampler(len(ds), 1),
@@ -582,8 +582,8 @@ def _train_probe(ctx, name, *extra):
 
 def section_catalog(ctx):
     stores = [ctx.store(d) for d in SIZES]
-    rebuild = ctx.measure([sys.executable, "-m", "training.catalog", "--rebuild", *stores])
-    again = ctx.measure([sys.executable, "-m", "training.catalog", *stores])
+    rebuild = ctx.measure([sys.executable, "-m", "training.data.derive", "--rebuild", *stores])
+    again = ctx.measure([sys.executable, "-m", "training.data.derive", *stores])
     return [Row("catalog: derive both stores", rebuild, None, "once per store"),
             Row("catalog: open both (up to date)", again, None, "")]
 

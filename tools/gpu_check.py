@@ -41,10 +41,10 @@ def check_family(model_name, depth, ft, opts, ctx):
     import torch
     from torch import nn
 
-    from training.builders import place_model
-    from training.engine import Inputs, autocast, optimizer_step
+    from training.job.builders import place_model
+    from training.job.engine import Inputs, autocast, optimizer_step
     from training.models import generate_model
-    from training.transforms import normalize
+    from training.data.transforms import normalize
 
     args = _args(model_name, depth, ft, opts.amp)
     placed = place_model(generate_model(model_name, depth, n_classes=400), args, ctx)
@@ -83,7 +83,7 @@ def check_family(model_name, depth, ft, opts, ctx):
 def inner(opts) -> int:
     import torch
 
-    from training import distributed
+    from training.job import distributed
     ctx = distributed.setup("cuda")
     torch.backends.cudnn.benchmark = True
     print(f"{torch.cuda.get_device_name(ctx.device)}, torch {torch.__version__}, "

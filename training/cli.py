@@ -2,7 +2,7 @@
 import logging
 import sys
 
-from .options import missing_input, parse
+from .job.options import missing_input, parse
 
 
 def main(argv=None) -> int:
@@ -13,9 +13,10 @@ def main(argv=None) -> int:
         return 2
     logging.basicConfig(level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
-    from .datasets import ClipLoadError, FrameReadError, VideoNotFound
+    from .data.datasets import ClipLoadError
+    from .data.errors import FrameReadError, VideoNotFound
     from .models import CheckpointError
-    from .trainer import TrainingSetupError, run
+    from .job.trainer import TrainingSetupError, run
     try:
         run(args)
     except (TrainingSetupError, CheckpointError, FileNotFoundError, ValueError, VideoNotFound,

@@ -5,7 +5,7 @@ import sys
 
 from storeformat.cliparser import Parser
 
-from .evaluation import EvaluationError, evaluate
+from .job.evaluation import EvaluationError, evaluate
 
 
 def build_parser():

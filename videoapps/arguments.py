@@ -4,7 +4,8 @@ import argparse
 from pathlib import Path
 
 from storeformat.cliparser import Parser
-from training.choices import MODEL_NAMES, NORM_PRESETS
+from training.choices import MODEL_NAMES
+from training.data.presets import NORM_PRESETS
 
 from .featurefile import FORMATS
 

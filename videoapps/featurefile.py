@@ -20,6 +20,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from storeformat.atomic import write_atomically
 from storeformat.hdf5 import attr_value
 from storeformat.paths import inside
 
@@ -38,15 +39,6 @@ NOT_COMPARED = ("checkpoint",)
 class OutputMismatch(ValueError):
     """The output (or its parts) was made with other settings."""
 
-
-def _atomic_write(path: Path, write) -> None:
-    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def _same(a: dict, b: dict) -> list:
@@ -89,7 +81,7 @@ class FeatureOutput:
             stale += [*self.path.glob(MANIFEST_NAME + ".tmp*"), *self.path.rglob("*.npy.tmp*")]
         for path in stale:
             path.unlink()
-        _atomic_write(marker, lambda p: p.write_text(json.dumps(self.settings, indent=1),
+        write_atomically(marker, lambda p: p.write_text(json.dumps(self.settings, indent=1),
                                                      encoding="utf-8"))
 
     def _refuse(self, path, why):
@@ -196,7 +188,7 @@ class FeatureOutput:
             npy.parent.mkdir(parents=True, exist_ok=True)
         else:
             npy = self.parts / f"{h}.npy"
-        _atomic_write(npy, lambda p: _save_npy(p, features))
+        write_atomically(npy, lambda p: _save_npy(p, features))
         first, last = np.asarray(first, dtype=np.int64), np.asarray(last, dtype=np.int64)
         record = {"id": video_id, "part": h, "source": str(source), "n_frames": int(n_frames),
                   "fps": float(fps) if fps else None, "n_windows": int(features.shape[0]),
@@ -204,7 +196,7 @@ class FeatureOutput:
                   "frames": np.stack([first, last], 1).tolist(),
                   "seconds": None if seconds is None else np.asarray(seconds, dtype=np.float64)
                   .tolist()}
-        _atomic_write(self.parts / f"{h}.json",
+        write_atomically(self.parts / f"{h}.json",
                       lambda p: p.write_text(json.dumps(record), encoding="utf-8"))
 
     # --- the end (one process) -------------------------------------------------------------
@@ -249,7 +241,7 @@ class FeatureOutput:
 
         count = [0]
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_write(self.path, write)
+        write_atomically(self.path, write)
         return count[0]
 
     def _merge_npy(self, records) -> int:
@@ -260,7 +252,7 @@ class FeatureOutput:
             videos[r["id"]]["file"] = r["id"] + ".npy"
         doc = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION,
                "attributes": self.settings, "videos": videos}
-        _atomic_write(self.path / MANIFEST_NAME,
+        write_atomically(self.path / MANIFEST_NAME,
                       lambda p: p.write_text(json.dumps(doc, indent=1), encoding="utf-8"))
         return len(videos)
 

@@ -13,9 +13,9 @@ from tqdm.auto import tqdm
 
 from storeformat.lock import output_lock
 from storeformat.paths import is_inside
-from training import distributed
-from training.checkpoint_info import inference_transforms
-from training.engine import autocast
+from training.job import distributed
+from training.job.checkpoint_info import inference_transforms
+from training.job.engine import autocast
 
 from .arguments import PENULTIMATE
 from .featurefile import FeatureOutput

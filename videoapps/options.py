@@ -9,12 +9,12 @@ import os
 import torch
 
 from preprocess.extract import FrameSettings
-from training import distributed
-from training.checkpoint_info import (clip_settings, model_from_checkpoint, model_spec,
-                                      norm_settings)
+from training.job import distributed
+from training.job.checkpoint_info import (clip_settings, model_from_checkpoint, model_spec,
+                                          norm_settings)
 from training.models import read_checkpoint
-from training.options import parse_store_paths
-from training.sampling import SlidingWindow
+from training.job.options import parse_store_paths
+from training.data.sampling import SlidingWindow
 
 from .arguments import MAX_DEFAULT_WORKERS
 from .sources import file_sources, store_sources

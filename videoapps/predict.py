@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from training.annotation_file import read_annotation_file
-from training.checkpoint_info import class_names_of, inference_transforms
+from storeformat.annotation import load_annotation
+from training.job.checkpoint_info import class_names_of, inference_transforms
 
 from .options import Loaded, forward_crops, sources
 from .windows import Batch, VideoFailed, VideoStarted, window_events
@@ -19,7 +19,7 @@ def read_labels(path) -> list:
     """Class names from a text file (one per line) or an annotation file's 'labels'."""
     path = Path(path)
     if path.suffix.lower() == ".json":
-        return [str(x) for x in read_annotation_file(path)["labels"]]
+        return [str(x) for x in load_annotation(path, full=False)["labels"]]
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except OSError as e:

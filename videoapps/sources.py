@@ -12,10 +12,11 @@ from preprocess.extract import ExtractionError, FrameSettings
 from preprocess.memory import decode_to_memory
 from storeformat import INDEX_NAME, video_id_from_path
 from storeformat.paths import name_problem
-from training.annotation_file import read_annotation_file
-from training.datasets import StoreSet
-from training.evaluation import EvaluationError, resolve_subset, subsets_of
-from training.stores import FrameReadError, FrameStore, VideoNotFound
+from storeformat.annotation import load_annotation
+from training.data.datasets import StoreSet
+from training.job.evaluation import EvaluationError, resolve_subset, subsets_of
+from training.data.errors import FrameReadError, VideoNotFound
+from training.data.stores import FrameStore
 
 from .featurefile import is_feature_output
 
@@ -147,7 +148,7 @@ def file_sources(paths, settings: FrameSettings, root=None, keep_paths=False) ->
 def store_sources(stores, annotation_path, subset=None) -> list:
     """StoredVideo sources of the videos an annotation file lists (those of `subset`, or all)
     in `stores` (a path or {root name: path}, as r3d-train's --video-path)."""
-    doc = read_annotation_file(annotation_path)
+    doc = load_annotation(annotation_path, full=False)
     database = doc["database"]
     if subset is not None:
         try:

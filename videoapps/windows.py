@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from training.decode import DecodeError, decode_clip
+from training.data.decode import DecodeError, decode_clip
 
 from .sources import VIDEO_ERRORS
 

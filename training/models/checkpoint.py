@@ -19,6 +19,8 @@ import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from storeformat.atomic import write_atomically
+
 from . import densenet, resnet, resnext
 from .registry import FAMILIES, arch_name, generate_model
 
@@ -462,13 +464,7 @@ def save_checkpoint(path: Union[str, os.PathLike], model: nn.Module, epoch: int,
     if scheduler is not None:
         state["scheduler"] = scheduler.state_dict()
     state.update(extra)
-    tmp = f"{path}.tmp{os.getpid()}"
-    try:
-        torch.save(state, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    write_atomically(path, lambda tmp: torch.save(state, tmp))
 
 
 # ---------------------------------------------------------------- resuming reference runs

@@ -15,9 +15,9 @@ from typing import Any, Optional
 
 import torch
 
-from .models import load_weights, read_checkpoint, save_checkpoint
-from .models.checkpoint import (CheckpointError, check_scheduler, class_names_mismatch,
-                                load_optimizer_state, remap_head)
+from ..models import load_weights, read_checkpoint, save_checkpoint
+from ..models.checkpoint import (CheckpointError, check_scheduler, class_names_mismatch,
+                                 load_optimizer_state, remap_head)
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,8 @@ class TrainState:
         self.best = {"metric": metric, "value": float(value), "epoch": self.epoch}
         return True
 
-    def _write(self, path: Path) -> None:
+    def write(self, path: Path) -> None:
+        """This state as a checkpoint at `path`, written in one step."""
         extra = dict(self.extra, best=self.best)
         if self.scaler is not None:
             extra["scaler"] = self.scaler.state_dict()
@@ -71,10 +72,10 @@ class TrainState:
         save_<epoch>.pth every `keep_every` epochs."""
         result_path = Path(result_path)
         if improved:
-            self._write(result_path / "best.pth")
-        self._write(result_path / "last.pth")
+            self.write(result_path / "best.pth")
+        self.write(result_path / "last.pth")
         if keep_every and self.epoch % keep_every == 0:
-            self._write(result_path / f"save_{self.epoch}.pth")
+            self.write(result_path / f"save_{self.epoch}.pth")
 
     def resume(self, path, *, weights_only: bool = True, training: bool = True,
                milestones=None, lr_scheduler=None, labels=None, remap=False) -> None:

@@ -3,9 +3,9 @@
 A training clip keeps a crop of 1/4 to all of every frame; the rest of the decode is wasted.
 libjpeg-turbo can skip the rows above a crop, stop after its last row and produce only the
 columns it covers, giving pixels identical to a full decode's (one extra column is decoded
-on each side for the chroma upsampling). simplejpeg exposes no such call, so training/jpeg_region.c is
-compiled on first use with the system's C compiler and libjpeg-turbo headers into
-``$R3D_CACHE_DIR`` (default ``~/.cache/r3d``) and called through ctypes. Before first use it
+on each side for the chroma upsampling). simplejpeg exposes no such call, so jpeg_region.c (beside this module) is
+compiled on first use with the system's C compiler and libjpeg-turbo headers into the cache
+folder (training.data.files.cache_root: ``$R3D_CACHE``, default ``~/.cache/r3d``) and called through ctypes. Before first use it
 is checked against simplejpeg on a test image; when it cannot be built or disagrees, frames
 are decoded whole with simplejpeg, as without it (`region_decoder()` returns None and
 `unavailable_reason()` says why).
@@ -24,6 +24,7 @@ import numpy as np
 import simplejpeg
 
 from .decode import DecodeError, scaled_size
+from .files import cache_root
 
 log = logging.getLogger(__name__)
 
@@ -32,15 +33,6 @@ BUILD_TIMEOUT_S = 120
 
 _lock = threading.Lock()
 _state = {"done": False, "lib": None, "why": None}
-
-
-def cache_dir() -> Path:
-    """Where compiled helpers are kept: $R3D_CACHE_DIR, else $XDG_CACHE_HOME/r3d, else
-    ~/.cache/r3d."""
-    if os.environ.get("R3D_CACHE_DIR"):
-        return Path(os.environ["R3D_CACHE_DIR"])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "r3d"
 
 
 def region_decoder():
@@ -67,7 +59,7 @@ def _load():
     if not SOURCE.is_file():
         raise FileNotFoundError(f"{SOURCE} is not installed")
     digest = hashlib.sha1(SOURCE.read_bytes()).hexdigest()[:12]
-    target = cache_dir() / f"jpeg_region-{digest}-{sys.platform}-{os.uname().machine}.so"
+    target = cache_root() / f"jpeg_region-{digest}-{sys.platform}-{os.uname().machine}.so"
     if not target.is_file():
         _build(target)
     lib = ctypes.CDLL(str(target))

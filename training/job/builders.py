@@ -11,8 +11,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .models import (arch_name, freeze_before, generate_model, load_pretrained, read_checkpoint,
-                     trainable_parameters)
+from ..models import (arch_name, freeze_before, generate_model, load_pretrained, read_checkpoint,
+                      trainable_parameters)
 
 log = logging.getLogger(__name__)
 

@@ -1,5 +1,6 @@
-"""Randomness as data: every random draw of a training item follows from (seed, epoch, item),
-and every epoch's order from (seed, epoch).
+"""Traversal order: which items each process reads, in which order, with which randomness.
+Every random draw of a training item follows from (seed, epoch, item), and every epoch's order
+from (seed, epoch); evaluation shares its items between processes without padding.
 
 Nothing depends on global random state, on which DataLoader worker loads an item, on whether
 workers persist between epochs, or on how many processes share the epoch: a run resumed from a
@@ -66,3 +67,42 @@ class EpochSampler(Sampler):
 
     def __len__(self):
         return self.per_rank
+
+
+class ShardSampler(Sampler):
+    """Every `world_size`-th index starting at `rank`, in order and without padding, so that
+    evaluation sees each item exactly once across processes."""
+
+    def __init__(self, n, rank=0, world_size=1):
+        self.indices = list(range(rank, n, world_size))
+
+    def __iter__(self):
+        return iter(self.indices)
+
+    def __len__(self):
+        return len(self.indices)
+
+
+class VideoBatchSampler(Sampler):
+    """Batches of at most `batch_size` consecutive windows of a single video (for inference on
+    uncropped frames, whose size differs between videos)."""
+
+    def __init__(self, video_of_item, batch_size, rank=0, world_size=1):
+        self.batches = []
+        current, current_video = [], None
+        for i, v in enumerate(video_of_item):
+            if v % world_size != rank:
+                continue
+            if current and (v != current_video or len(current) == batch_size):
+                self.batches.append(current)
+                current = []
+            current.append(i)
+            current_video = v
+        if current:
+            self.batches.append(current)
+
+    def __iter__(self):
+        return iter(self.batches)
+
+    def __len__(self):
+        return len(self.batches)

@@ -10,7 +10,8 @@ from pathlib import Path
 
 from storeformat import cliparser
 
-from .choices import MODEL_NAMES, NORM_PRESETS
+from ..choices import MODEL_NAMES
+from ..data.presets import NORM_PRESETS
 
 #: Values that depend on whether a pretrained model is fine-tuned (the papers' protocol).
 SCRATCH = {"learning_rate": 0.1, "weight_decay": 1e-3}
@@ -57,7 +58,7 @@ examples:
 
 
 #: The architecture options, defaulted only after the checkpoint a run resumes or fine-tunes
-#: from had its say (an r3d checkpoint records its architecture; see training.run_arch).
+#: from had its say (an r3d checkpoint records its architecture; see training.job.run_arch).
 ARCH_DEFAULTS = {"model": "resnet", "model_depth": 18, "conv1_t_size": 7, "conv1_t_stride": 1,
                  "no_max_pool": False, "resnet_shortcut": "B", "resnet_widen_factor": 1.0,
                  "wide_resnet_k": 2, "resnext_cardinality": 32}
@@ -74,7 +75,7 @@ def default_workers() -> int:
 
 def _fill_arch_defaults(ns) -> None:
     """Record the architecture options given (`arch_given`: {attribute: value}), then give the
-    others their defaults: a checkpoint may still replace those (training.run_arch)."""
+    others their defaults: a checkpoint may still replace those (training.job.run_arch)."""
     if not hasattr(ns, "model_depth") or hasattr(ns, "arch_given"):
         return
     ns.arch_given = {k: getattr(ns, k) for k in ARCH_DEFAULTS if getattr(ns, k) is not None}
@@ -331,7 +332,7 @@ def resolve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> argpar
     Besides the options, the result has `stores` ({root name or None: path}),
     `colorjitter_strengths` ((brightness, contrast, saturation, hue), or None without
     --colorjitter) and `temporal_rule` ("r3d" or "reference": the clip positions of
-    training.sampling); `output_topk` None means every class."""
+    training.data.sampling); `output_topk` None means every class."""
     for name, advice in REJECTED.items():
         if getattr(args, f"rejected_{name}") is not None:
             parser.error(f"--{name} is not an r3d-train option: {advice}")

@@ -13,9 +13,9 @@ options, as in r3d-train) and the clip settings default to r3d-train's.
 import logging
 
 from .builders import model_options
-from .models import generate_model, infer_architecture, load_weights
-from .models.checkpoint import CheckpointError
-from .transforms import CenterCrop, Compose, CornerCrop, Normalize, Resize, normalize
+from ..models import generate_model, infer_architecture, load_weights
+from ..models.checkpoint import CheckpointError
+from ..data.transforms import CenterCrop, Compose, CornerCrop, Normalize, Resize, normalize
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ Three layouts are read: JPEG frame directories (`JpegDirStore`), r3d's HDF5 shar
 (`ReferenceHdf5Store`). `open_store(path)` picks the right one.
 
 Stores with an index.jsonl (written by r3d-preprocess) find their videos through the store's
-catalog (training.catalog: arrays in memory-mapped files, derived once from the index and the
+catalog (training.data.catalog: arrays in memory-mapped files, derived once from the index and the
 shards), so a process reading every video adds no private memory per video, and a clip from an
 r3d shard is one ``pread``.
 
@@ -24,37 +24,20 @@ Files are opened lazily by the process that reads them and kept in a small LRU c
 DataLoader worker never uses a handle opened by its parent (the cache is keyed by process id
 and dropped when pickled), so each worker opens its own.
 """
-import logging
 import os
 import re
-from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
 
-from storeformat import FRAME_TEMPLATE, INDEX_NAME, SETTINGS_NAME, frame_path, read_settings
+from storeformat import INDEX_NAME, SETTINGS_NAME, frame_path, read_settings
 
+from .catalog import StoreCatalog
 from .decode import DecodeError, decode_clip
-
-log = logging.getLogger(__name__)
+from .errors import FrameReadError, VideoNotFound, out_of_range
+from .files import PerProcessFiles, read_frame_files
 
 _FRAME_FILE = re.compile(r"image_(\d{5,})\.jpg$")
-#: Frame files are read in chunks of this size (one read for a typical frame). Kept below
-#: malloc's mmap threshold: a bigger request maps and unmaps fresh memory on every call.
-_READ_SIZE = 1 << 16
-
-
-class VideoNotFound(LookupError):
-    """The store holds no video under that key."""
-
-
-class FrameReadError(IOError):
-    """A frame of a video cannot be read or decoded; names the store, the video and the frame."""
-
-    def __init__(self, store, video, frame, reason):
-        self.store, self.video, self.frame, self.reason = store, video, frame, reason
-        where = f"frame {frame}" if frame is not None else "frames"
-        super().__init__(f"{store}: video '{video}', {where}: {reason}")
 
 
 class FrameStore:
@@ -62,7 +45,7 @@ class FrameStore:
 
     #: Number of a video's first frame in this layout.
     first_frame = 1
-    #: The store's catalog (training.catalog.StoreCatalog) when it has an index, else None.
+    #: The store's catalog (training.data.catalog.StoreCatalog) when it has an index, else None.
     catalog = None
 
     def __init__(self, root):
@@ -114,12 +97,8 @@ class FrameStore:
 
     def _check_frames(self, video, frames, n):
         first = self.first_frame
-        if len(frames) and first <= min(frames) and max(frames) < first + n:
-            return
-        bad = [f for f in frames if not first <= f < first + n]
-        if bad:
-            raise FrameReadError(self, video, int(bad[0]), f"out of range: the video has {n} "
-                                 f"frames, numbered {first}..{first + n - 1}")
+        if len(frames) and not (first <= min(frames) and max(frames) < first + n):
+            raise out_of_range(self, video, frames, first, n)
 
     def _missing(self, video):
         reason = self.failure(video)
@@ -127,10 +106,6 @@ class FrameStore:
         return VideoNotFound(f"{self}: no video '{video}'{detail}")
 
 
-def _catalog(root, kind, **options):
-    """The catalog of an indexed store (imported here: training.catalog builds on this module)."""
-    from .catalog import StoreCatalog
-    return StoreCatalog.open(root, kind=kind, **options)
 
 
 class JpegDirStore(FrameStore):
@@ -142,7 +117,7 @@ class JpegDirStore(FrameStore):
 
     def __init__(self, root):
         super().__init__(root)
-        self.catalog = _catalog(root, "jpg") if (self.root / INDEX_NAME).exists() else None
+        self.catalog = StoreCatalog.open(root, kind="jpg") if (self.root / INDEX_NAME).exists() else None
         self._counts = {}
 
     def __contains__(self, video) -> bool:
@@ -184,108 +159,6 @@ class JpegDirStore(FrameStore):
         return read_frame_files(self, video, self.video_dir(video), frames)
 
 
-def read_frame_files(store, video, directory, frames) -> list:
-    """The bytes of the 1-based `frames` of a JPEG frame directory, in the order asked; errors
-    name `store`, `video` and the frame."""
-    template = os.path.join(str(directory), FRAME_TEMPLATE)
-    out = []
-    for f in frames:
-        if f < 1:
-            raise FrameReadError(store, video, f, "frame numbers start at 1")
-        out.append(_read_file(store, video, f, template.format(f)))
-    return out
-
-
-def _read_file(store, video, frame, path) -> bytes:
-    # os-level calls: a third of the system calls (and time) of open().read()
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
-        raise FrameReadError(store, video, frame, f"missing file {path}") from None
-    except OSError as e:
-        raise FrameReadError(store, video, frame, f"cannot open {path}: {e.strerror}") from None
-    try:
-        chunks = [os.read(fd, _READ_SIZE)]
-        while len(chunks[-1]) == _READ_SIZE:  # a frame bigger than one read
-            chunks.append(os.read(fd, _READ_SIZE))
-    except OSError as e:
-        raise FrameReadError(store, video, frame, f"cannot read {path}: {e.strerror}") from None
-    finally:
-        os.close(fd)
-    data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-    if not data:
-        raise FrameReadError(store, video, frame, f"empty file {path}")
-    return data
-
-
-class _LRU(OrderedDict):
-    """A small LRU mapping whose evicted values are passed to `on_evict`."""
-
-    def __init__(self, capacity, on_evict=None):
-        super().__init__()
-        self.capacity = max(1, int(capacity))
-        self.on_evict = on_evict
-
-    def get_or_make(self, key, make):
-        try:
-            self.move_to_end(key)
-            return self[key]
-        except KeyError:
-            value = self[key] = make()
-            while len(self) > self.capacity:
-                _, old = self.popitem(last=False)
-                if self.on_evict is not None:
-                    self.on_evict(old)
-            return value
-
-    def clear_all(self):
-        while self:
-            _, old = self.popitem(last=False)
-            if self.on_evict is not None:
-                self.on_evict(old)
-
-
-class _PerProcessFiles:
-    """Open files cached per process: a child created by fork starts with an empty cache (it
-    never touches its parent's handles), and pickling (spawned workers) drops the cache."""
-
-    def __init__(self, max_open_files):
-        self.max_open_files = max_open_files
-        self._reset()
-
-    def _reset(self):
-        self._pid = os.getpid()
-        self._files = _LRU(self.max_open_files, on_evict=self._close_file)
-
-    def _cache(self) -> _LRU:
-        """This process's open files."""
-        if self._pid != os.getpid():
-            # Forked: the inherited handles belong to the parent. Forget them without closing
-            # (closing would run HDF5 library code on the parent's state).
-            self._reset()
-        return self._files
-
-    @staticmethod
-    def _close_file(handle):
-        try:
-            handle.close()
-        except Exception:  # closing a read-only handle cannot lose data; never mask the caller
-            log.debug("error closing %r", handle, exc_info=True)
-
-    def close(self):
-        if self._pid == os.getpid():
-            self._files.clear_all()
-
-    def __getstate__(self):
-        state = self.__dict__.copy()
-        del state["_files"], state["_pid"]
-        return state
-
-    def __setstate__(self, state):
-        self.__dict__.update(state)
-        self._reset()
-
-
 class Hdf5Store(FrameStore):
     """r3d's HDF5 shards (many videos per file), located through the store's catalog.
 
@@ -298,11 +171,7 @@ class Hdf5Store(FrameStore):
 
     def __init__(self, root, max_open_files=None):
         FrameStore.__init__(self, root)
-        self.catalog = _catalog(root, "hdf5", max_open_files=max_open_files)
-
-    @property
-    def _files(self):
-        return self.catalog.open_files()
+        self.catalog = StoreCatalog.open(root, kind="hdf5", max_open_files=max_open_files)
 
     def __contains__(self, video) -> bool:
         return self.catalog.row(video) is not None
@@ -317,7 +186,7 @@ class Hdf5Store(FrameStore):
         self.catalog.close()
 
 
-class ReferenceHdf5Store(_PerProcessFiles, FrameStore):
+class ReferenceHdf5Store(PerProcessFiles, FrameStore):
     """The reference implementation's HDF5 layout: one ``<video key>.hdf5`` file per video with
     a dataset ``video`` of variable-length uint8 arrays, element i holding frame i's JPEG."""
 
@@ -327,7 +196,7 @@ class ReferenceHdf5Store(_PerProcessFiles, FrameStore):
     def __init__(self, root, max_open_files: int = 64):
         FrameStore.__init__(self, root)
         self._counts = {}
-        _PerProcessFiles.__init__(self, max_open_files)
+        PerProcessFiles.__init__(self, max_open_files)
 
     def path(self, video) -> Path:
         """The video's file (``.hdf5`` as the reference names it, else ``.h5``)."""
@@ -358,7 +227,7 @@ class ReferenceHdf5Store(_PerProcessFiles, FrameStore):
 
     def _dataset(self, video):
         import h5py
-        files = self._cache()
+        files = self.open_files()
         path = self.path(video)
 
         def make():
@@ -405,7 +274,7 @@ def open_store(root, **options) -> FrameStore:
     settings = read_settings(root / SETTINGS_NAME) or {}
     fmt = settings.get("format")
     if fmt is None and (root / INDEX_NAME).exists():
-        fmt = _catalog(root, None).kind  # the index's format (mixed formats: an error)
+        fmt = StoreCatalog.open(root).kind  # the index's format (mixed formats: an error)
     if fmt == "hdf5":
         return Hdf5Store(root, **options)
     if fmt == "jpg":

@@ -19,7 +19,7 @@ replaced by the next readable one; a validation or inference item comes back emp
 video is counted twice).
 
 Randomness is data: an item is indexed by ``index`` or by ``(epoch, index)`` (what
-`training.randomness.EpochSampler` yields), and every random draw for it (temporal start,
+`training.data.order.EpochSampler` yields), and every random draw for it (temporal start,
 crop, flip, jitter) comes from a generator derived from (seed, epoch, index). A plain index uses
 the epoch set with `set_epoch`.
 
@@ -37,13 +37,13 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, default_collate
 
-from .catalog import VideoCatalog
+from .videos import VideoCatalog
 from .decode import ClipBuffers, DecodeError, decode_clip, jpeg_size, scaled_size
 from .region import decode_region_clip, region_decoder
-from .randomness import item_rng
+from .order import item_rng
 from .samples import AnnotationSamples, candidate_keys, read_samples
 from .sampling import SlidingWindow, TemporalEvenCrop, TemporalRandomCrop
-from .stores import FrameReadError, VideoNotFound
+from .errors import FrameReadError, VideoNotFound
 from .transforms import eval_transform, train_transform
 
 log = logging.getLogger(__name__)
@@ -106,7 +106,7 @@ def keep_freed_memory() -> bool:
 
 
 class StoreSet(VideoCatalog):
-    """The stores an annotation file's videos live in (a training.catalog.VideoCatalog), with
+    """The stores an annotation file's videos live in (a training.data.videos.VideoCatalog), with
     `locate` for callers that want a (store, key) pair rather than a catalog row."""
 
     def locate(self, video_id, entry, label_names=()):
@@ -123,9 +123,9 @@ class ClipDataset(Dataset):
 
     `target`: 'label' (class index, -1 if unlabelled), 'multilabel' (multi-hot float vector) or
     None to follow the file's ``multi_label`` flag. `reduced_decode`: decode at 1/2, 1/4 or 1/8
-    size when the clip is scaled down that much anyway (see training.decode); on by default
+    size when the clip is scaled down that much anyway (see training.data.decode); on by default
     for training only, so that evaluation sees exactly the reference's pixels. `region_decode`:
-    decode only the part of each frame the crop keeps, when training.region's decoder is
+    decode only the part of each frame the crop keeps, when training.data.region's decoder is
     available (identical pixels; faster). `keep_memory`: call `keep_freed_memory` in every
     process that loads clips (the first time it does)."""
 
@@ -162,8 +162,9 @@ class ClipDataset(Dataset):
         self.max_decode_factor = max_decode_factor
         self.keep_memory = keep_memory
         self._setup_pid = None
-        # Built (or found) here, before DataLoader workers fork, so they inherit it loaded.
-        self._region_lib = region_decoder() if region_decode else None
+        #: The region decoder (training.data.region), or None: frames are decoded whole. Built
+        #: (or found) here, before DataLoader workers fork, so that they inherit it loaded.
+        self.region_lib = region_decoder() if region_decode else None
         self.samples, problems = read.select(subset, segments)
         self._report(problems)
         if not self.samples:
@@ -174,12 +175,12 @@ class ClipDataset(Dataset):
     def __getstate__(self):
         # A loaded C library does not pickle (spawned DataLoader workers): load it again there.
         state = self.__dict__.copy()
-        state["_region_lib"] = state["_region_lib"] is not None
+        state["region_lib"] = state["region_lib"] is not None
         return state
 
     def __setstate__(self, state):
         self.__dict__.update(state)
-        self._region_lib = region_decoder() if state["_region_lib"] else None
+        self.region_lib = region_decoder() if state["region_lib"] else None
 
     def _check_targets(self):
         """Single-label targets need single-label samples."""
@@ -254,7 +255,7 @@ class ClipDataset(Dataset):
         boxes, region = self._region(hw, decoded_hw, plans)
         try:
             if region is not None:
-                array = decode_region_clip(self._region_lib, data, factor, region, unique,
+                array = decode_region_clip(self.region_lib, data, factor, region, unique,
                                            self._buffers)
             else:
                 array = decode_clip(data, factor, names=unique, buffers=self._buffers)
@@ -280,7 +281,7 @@ class ClipDataset(Dataset):
         decode: the boxes' bounding box when a region decode saves enough, else None (all)."""
         first_box = getattr(self.transform, "first_box", None)
         boxes = [first_box(hw, p, decoded_hw) for p in plans] if first_box else [None] * len(plans)
-        if self._region_lib is None or any(b is None for b in boxes):
+        if self.region_lib is None or any(b is None for b in boxes):
             return boxes, None
         top = min(b[0] for b in boxes)
         left = min(b[1] for b in boxes)
@@ -407,14 +408,15 @@ class InferenceWindows(ClipDataset):
                          **options)
         lengths = self.samples.stops - self.samples.starts
         starts = [sampler.starts(int(n)) for n in lengths]
-        self._video = np.repeat(np.arange(len(self.samples)), [len(x) for x in starts])
+        #: the video (sample number) of each window, in order
+        self.video_of_window = np.repeat(np.arange(len(self.samples)), [len(x) for x in starts])
         self._start = np.concatenate([np.asarray(x, dtype=np.int64) for x in starts])
 
     def __len__(self):
-        return len(self._video)
+        return len(self.video_of_window)
 
     def _get(self, index, rng):
-        v = int(self._video[index])
+        v = int(self.video_of_window[index])
         clip = self.sampler.clip_at(self.samples.frames(v), int(self._start[index]))
         shift = int(self.samples.shifts[v])
         segment = torch.tensor([min(clip) - shift, max(clip) + 1 - shift])

@@ -3,7 +3,6 @@
 import json
 import logging
 import math
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,11 +10,13 @@ from typing import Optional
 
 import torch
 
+from storeformat.atomic import write_text_atomically
+
 from .distributed import broadcast_buffers
 from .engine import NonFiniteLoss, score_windows, top_results, train_epoch, validate_clips
 from .evaluation import video_metrics
 from .logs import BATCH_COLUMNS, TRAIN_COLUMNS, VAL_COLUMNS, CsvLog, TensorBoard
-from .randomness import epoch_generator
+from ..data.order import epoch_generator
 
 log = logging.getLogger(__name__)
 
@@ -202,9 +203,7 @@ class Fit:
                 if counts[v] > 0:
                     results[vid] = top_results(sums[v] / counts[v], class_names, k)
         path = self.s.result_path / f"{subset}.json"
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps({"results": results}, allow_nan=False), encoding="utf-8")
-        os.replace(tmp, path)
+        write_text_atomically(path, json.dumps({"results": results}, allow_nan=False))
         print(f"r3d-train: {len(results)} videos scored; results in {path}")
         return path
 

@@ -5,7 +5,7 @@ arrays (bytes per video, no Python object per video).
 from disk (`storeformat.annotation.stream_annotation`), so that no entry outlives its turn:
 a run's datasets then each `select` theirs. Entries of the common shape (one label or none, a
 frame segment or none, a ``store_id``, a root with a declared frame base searched in one
-store) are looked up and checked in batches with numpy (`_SimpleEntries`); every other entry,
+store) are looked up and checked in batches with numpy (`SimpleEntries`); every other entry,
 and any simple one that misses or does not fit its video, goes through `_entry_samples`, whose
 rules and messages are the reference.
 """
@@ -17,7 +17,7 @@ import numpy as np
 from storeformat import video_key
 from storeformat.annotation import entry_frame_base, stream_annotation
 
-from .stores import FrameReadError
+from .errors import FrameReadError
 
 #: How an entry with labelled segments becomes samples: one per segment, or one per video.
 SEGMENT_MODES = ("each", "video")
@@ -149,12 +149,12 @@ class AnnotationSamples:
 
 def read_samples(annotation, catalog, catalog_for=None) -> AnnotationSamples:
     """Every sample of an annotation file (a path, streamed, or a document dict) in the stores
-    of `catalog` (a training.catalog.VideoCatalog); `catalog_for(header)` builds the catalog
+    of `catalog` (a training.data.videos.VideoCatalog); `catalog_for(header)` builds the catalog
     from the file's header instead, when the caller has none yet."""
     builders = []
 
     def start(header):
-        builder = _Builder(header, catalog if catalog is not None else catalog_for(header))
+        builder = SampleBuilder(header, catalog if catalog is not None else catalog_for(header))
         builders[:] = [builder]
         return builder.add
 
@@ -171,8 +171,8 @@ def read_samples(annotation, catalog, catalog_for=None) -> AnnotationSamples:
     return builders[0].finish(source, header)
 
 
-class _Builder:
-    """Samples gathered entry by entry: simple entries in batches (`_SimpleEntries`), the
+class SampleBuilder:
+    """Samples gathered entry by entry: simple entries in batches (`SimpleEntries`), the
     others one at a time (`_entry_samples`); `finish` puts them in file order."""
 
     def __init__(self, header, catalog):
@@ -185,7 +185,7 @@ class _Builder:
         self.id_ptr, self.id_bytes = array("q", [0]), bytearray()
         self.subset_codes, self.problems = {}, []
         self.position = 0
-        self.simple = _SimpleEntries(self)
+        self.simple = SimpleEntries(self)
 
     def base(self, root):
         if root not in self.bases:
@@ -247,7 +247,7 @@ class _Builder:
                                  [p[1:] for p in self.problems])
 
 
-class _SimpleEntries:
+class SimpleEntries:
     """The entries of the fast path, gathered one by one and looked up a batch at a time."""
 
     def __init__(self, builder):
@@ -266,7 +266,7 @@ class _SimpleEntries:
         if root not in self._roots:
             base = self.builder.base(root)
             try:
-                one_store = len(self.catalog._search(root)) == 1
+                one_store = len(self.catalog.stores_for(root)) == 1
             except LookupError:
                 one_store = False
             self._roots[root] = base if one_store else None

@@ -9,7 +9,6 @@ import logging
 
 import torch
 import torch.nn.functional as F
-from torch.utils.data import Sampler
 from tqdm.auto import tqdm
 
 from .distributed import all_reduce_sums, all_reduce_tensor, all_true, gather_objects
@@ -19,45 +18,6 @@ log = logging.getLogger(__name__)
 
 class NonFiniteLoss(FloatingPointError):
     """The loss became NaN or infinite: training cannot go on meaningfully."""
-
-
-class ShardSampler(Sampler):
-    """Every `world_size`-th index starting at `rank`, in order and without padding, so that
-    evaluation sees each item exactly once across processes."""
-
-    def __init__(self, n, rank=0, world_size=1):
-        self.indices = list(range(rank, n, world_size))
-
-    def __iter__(self):
-        return iter(self.indices)
-
-    def __len__(self):
-        return len(self.indices)
-
-
-class VideoBatchSampler(Sampler):
-    """Batches of at most `batch_size` consecutive windows of a single video (for inference on
-    uncropped frames, whose size differs between videos)."""
-
-    def __init__(self, video_of_item, batch_size, rank=0, world_size=1):
-        self.batches = []
-        current, current_video = [], None
-        for i, v in enumerate(video_of_item):
-            if v % world_size != rank:
-                continue
-            if current and (v != current_video or len(current) == batch_size):
-                self.batches.append(current)
-                current = []
-            current.append(i)
-            current_video = v
-        if current:
-            self.batches.append(current)
-
-    def __iter__(self):
-        return iter(self.batches)
-
-    def __len__(self):
-        return len(self.batches)
 
 
 def autocast(device, amp):

@@ -1,12 +1,12 @@
 """r3d-train's run, assembled from its parts in the one order that works:
 
-1. process group and device (training.distributed);
-2. data: the annotation read once, every dataset built from it (training.loaders);
-3. model: built and given its pretrained weights (training.builders.build_model), then placed:
-   device -> SyncBatchNorm -> freezing -> DDP (training.builders.place_model);
+1. process group and device (training.job.distributed);
+2. data: the annotation read once, every dataset built from it (training.job.loaders);
+3. model: built and given its pretrained weights (training.job.builders.build_model), then placed:
+   device -> SyncBatchNorm -> freezing -> DDP (training.job.builders.place_model);
 4. optimiser, schedule and scaler over the placed model's trainable parameters;
-5. the train state (training.state.TrainState), resumed from a checkpoint when there is one;
-6. the loop (training.fit.Fit) and inference.
+5. the train state (training.job.state.TrainState), resumed from a checkpoint when there is one;
+6. the loop (training.job.fit.Fit) and inference.
 """
 import logging
 from pathlib import Path

@@ -3,8 +3,8 @@ annotation file and one set of open stores, and shared by training, validation, 
 evaluation and inference. The parsed annotation is dropped once the datasets hold their
 samples.
 
-Workers send uint8 clips; `Inputs` (training.engine) converts and normalises whole batches on
-the device. The training order and every random draw come from training.randomness, so they
+Workers send uint8 clips; `Inputs` (training.job.engine) converts and normalises whole batches on
+the device. The training order and every random draw come from training.data.order, so they
 do not depend on the workers.
 """
 import itertools
@@ -18,14 +18,16 @@ from storeformat import VIDEO_EXTENSIONS
 from storeformat.annotation import cycle_collector_paused
 
 from .builders import TrainingSetupError
-from .datasets import (BadVideos, InferenceWindows, StoreSet, TrainingClips, ValidationClips,
-                       VideoNotFound, collate_multi_clips, collate_windows)
-from .engine import Inputs, ShardSampler, VideoBatchSampler
+from ..data.datasets import (BadVideos, InferenceWindows, StoreSet, TrainingClips, ValidationClips,
+                             collate_multi_clips, collate_windows)
+from ..data.errors import VideoNotFound
+from .engine import Inputs
+from ..data.order import ShardSampler, VideoBatchSampler
 from .evaluation import EvaluationError, resolve_subset
-from .randomness import EpochSampler
-from .samples import read_samples
-from .sampling import SlidingWindow, TemporalCenterCrop, TemporalEvenCrop, TemporalRandomCrop
-from .transforms import eval_transform, train_transform
+from ..data.order import EpochSampler
+from ..data.samples import read_samples
+from ..data.sampling import SlidingWindow, TemporalCenterCrop, TemporalEvenCrop, TemporalRandomCrop
+from ..data.transforms import eval_transform, train_transform
 
 
 class FirstChannels:
@@ -207,7 +209,7 @@ def window_loader(ds, args, ctx, nocrop=False) -> DataLoader:
     between videos, a batch holds windows of one video only."""
     opts = _options(args, ctx, persistent=False)
     if nocrop:
-        batches = VideoBatchSampler(ds._video, args.inference_batch_size, ctx.rank,
+        batches = VideoBatchSampler(ds.video_of_window, args.inference_batch_size, ctx.rank,
                                     ctx.world_size)
         return DataLoader(ds, batch_sampler=batches, collate_fn=collate_windows, **opts)
     return DataLoader(ds, batch_size=args.inference_batch_size, collate_fn=collate_windows,

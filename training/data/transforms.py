@@ -10,7 +10,7 @@ PyTorch's DataLoader seeds differently in every worker).
 
 A `Compose` can also be *planned* before the frames are decoded: `plan` draws the parameters
 from the frame size alone, `decode_factor` tells how much smaller the frames may be decoded
-(DCT-domain scaling, see training.decode), and `apply` runs the plan on the decoded clip.
+(DCT-domain scaling, see training.data.decode), and `apply` runs the plan on the decoded clip.
 """
 import math
 import random as _random
@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .choices import NORM_PRESETS
+from .presets import NORM_PRESETS
 from .decode import reduction_factor
 
 
