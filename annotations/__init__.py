@@ -6,12 +6,12 @@ from .merge import merge_annotations
 from .schema import (FORMAT_NAME, FRAME_BASE, SCHEMA_VERSION, SUBSETS, AnnotationError,
                      annotation_classes, frame_base, read_annotation, validate, write_annotation)
 from .stats import compute as compute_stats
-from .store import StoreCatalog, StoreVideo
+from .store import StoreListing, StoreVideo
 from .subset import make_subset
 
 __all__ = [
     "FORMAT_NAME", "FRAME_BASE", "SCHEMA_VERSION", "SUBSETS", "AnnotationError",
     "annotation_classes", "frame_base", "read_annotation", "validate", "write_annotation",
-    "StoreCatalog", "StoreVideo", "check_stores", "merge_annotations", "make_subset",
+    "StoreListing", "StoreVideo", "check_stores", "merge_annotations", "make_subset",
     "compute_stats",
 ]

@@ -28,7 +28,7 @@ from storeformat.paths import UnsafePath, inside, name_problem
 from .entries import Entry
 from .matching import find_videos, match_entries
 from .schema import STORE_FORMATS, AnnotationError, frame_base
-from .store import StoreCatalog, StoreColumns
+from .store import StoreListing, StoreColumns
 from .builders.kinetics import store_alias
 
 _KINETICS_ID = re.compile(r"^(?P<yt>[A-Za-z0-9_-]{11})_(?P<s>\d{6})_(?P<e>\d{6})$")
@@ -138,7 +138,7 @@ def _store_for(name, roots, index, frames_root, deep):
     index, frames_root = store_source(name, roots, index, frames_root)
     if index is not None:
         return prepare_store(index, frames_root, deep)
-    return StoreCatalog.scan(frames_root)
+    return StoreListing.scan(frames_root)
 
 
 def prepare_stores(header, *, index=None, frames_root=None, root=None, deep=False,
@@ -220,7 +220,7 @@ def _entry_for(vid, entry, known=()):
     return Entry(base_id, entry["subset"], path=store_id, keys=(vid,), aliases=aliases)
 
 
-def _check_root(name, items, catalog, root_info, deep=False):
+def _check_root(name, items, listing, root_info, deep=False):
     """Check against a store read as objects (a scanned store): the matching rules, entry by
     entry."""
     locations = OrderedDict()
@@ -228,13 +228,13 @@ def _check_root(name, items, catalog, root_info, deep=False):
         loc = _location(vid, entry)[0]
         group = locations.get(loc)
         if group is None:
-            locations[loc] = group = (_entry_for(vid, entry, catalog.videos), [])
+            locations[loc] = group = (_entry_for(vid, entry, listing.videos), [])
         group[1].append((vid, entry))
     entries = [e for e, _ in locations.values()]
-    report = match_entries(entries, catalog, store_alias)
+    report = match_entries(entries, listing, store_alias)
     problems = {p: [] for p in PROBLEMS}
     base_file = frame_base(root_info)
-    off_disk = _disk_problems(catalog.root, [e.store for e in entries if e.store], deep)
+    off_disk = _disk_problems(listing.root, [e.store for e in entries if e.store], deep)
     reasons = {}
     for e, members in locations.values():
         if e.problem:
@@ -252,7 +252,7 @@ def _check_root(name, items, catalog, root_info, deep=False):
             if (n is not None and n != n_store) or too_long:
                 problems["frame_count_mismatch"].append(
                     f"{vid} (file {n if n is not None else seg}, store {n_store})")
-    return CheckResult(name, catalog.origin, len(entries), problems, report.unclaimed, reasons)
+    return CheckResult(name, listing.origin, len(entries), problems, report.unclaimed, reasons)
 
 
 def _segment(entry):
@@ -299,9 +299,9 @@ def _check_columns(name, items, store, root_info, deep):
     rows = np.array(rows, dtype=np.int64)
     slow = np.flatnonzero(rows < 0)
     if len(slow):
-        catalog = cols.catalog()
-        entries = [_entry_for(*items[first[i]], catalog.videos) for i in slow.tolist()]
-        ids = find_videos(entries, catalog.videos, store_alias)
+        listing = cols.listing()
+        entries = [_entry_for(*items[first[i]], listing.videos) for i in slow.tolist()]
+        ids = find_videos(entries, listing.videos, store_alias)
         rows[slow] = [row_of[v] if v is not None else -1 for v in ids]
     found = rows >= 0
     claims = np.bincount(rows[found], minlength=len(cols))

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import simplejson
 
-from storeformat.annotation import cycle_collector_paused, read_header
+from storeformat.annotation import read_header
+from storeformat.jsonstream import cycle_collector_paused
 from storeformat.cliparser import Parser
 
 from . import stats as stats_mod
@@ -14,7 +15,7 @@ from .builders import BuildOptions, activitynet, custom, hmdb51, kinetics, mit, 
 from .check import check_stores, prepare_stores
 from .merge import merge_annotations
 from .schema import AnnotationError, read_annotation, write_annotation
-from .store import StoreCatalog
+from .store import StoreListing
 from .subset import make_subset
 
 
@@ -198,9 +199,9 @@ def label_order_used(args) -> str:
 
 
 def _options(args):
-    catalog = StoreCatalog.open(index=args.index, frames_root=args.frames_root)
+    listing = StoreListing.open(index=args.index, frames_root=args.frames_root)
     order = "reference" if args.label_order == "official" else args.label_order
-    return BuildOptions(catalog=catalog, missing=args.missing, label_order=order,
+    return BuildOptions(listing=listing, missing=args.missing, label_order=order,
                         labels_from=args.labels_from, name=args.name,
                         history={"label_order": label_order_used(args)},
                         partial_store=args.partial_store)

@@ -1,15 +1,8 @@
 """The video entries a builder reads from a dataset's official files, before they become JSON."""
-from pathlib import PurePosixPath
 
-from .schema import AnnotationError, SUBSETS
+from storeformat.subsets import SUBSET_ALIASES, SUBSETS
 
-#: Spellings of subsets in official files and user CSVs.
-SUBSET_ALIASES = {
-    "train": "training", "training": "training", "trainval": "training",
-    "val": "validation", "valid": "validation", "validate": "validation",
-    "validation": "validation",
-    "test": "testing", "testing": "testing",
-}
+from .schema import AnnotationError
 
 
 def normalize_subset(name, where=""):
@@ -61,11 +54,6 @@ class Entry:
         if self.segments:
             return list(dict.fromkeys(s["label"] for s in self.segments if s.get("label")))
         return [self.label] if self.label is not None else []
-
-
-def file_stem(path: str) -> str:
-    """File name without its extension: 'a/b/v_x.avi' -> 'v_x'."""
-    return PurePosixPath(path).stem
 
 
 def last_part(video_id: str) -> str:

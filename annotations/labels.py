@@ -8,7 +8,7 @@ output layer).
 import re
 from pathlib import Path
 
-from storeformat.jsonstream import load_json
+from storeformat.jsonstream import json_errors, load_json
 
 from .schema import AnnotationError
 
@@ -47,12 +47,9 @@ def read_class_list(path, *, by_index=True):
     """
     path = Path(path)
     if path.suffix.lower() == ".json":
-        try:
-            with open(path, encoding="utf-8") as f:
-                doc = load_json(f)
-        except (OSError, ValueError, RecursionError) as e:
-            reason = e or "nested too deeply"
-            raise AnnotationError(f"{path}: cannot read class list: {reason}") from None
+        with json_errors(path, AnnotationError, what="class list"), \
+                open(path, encoding="utf-8") as f:
+            doc = load_json(f)
         if not isinstance(doc, dict) or not isinstance(doc.get("labels"), list):
             raise AnnotationError(f"{path}: a JSON class list needs a top-level 'labels' list")
         names = doc["labels"]

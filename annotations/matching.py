@@ -37,10 +37,6 @@ class MatchReport:
     def matched(self):
         return self.counts.get("matched", 0)
 
-    @property
-    def unusable(self):
-        return self.total - self.matched
-
     def lines(self):
         """Human-readable summary lines."""
         out = [f"{self.matched} of {self.total} videos found in the store with frames"]
@@ -63,10 +59,10 @@ def _add(table, key, vid):
         table[key] = _AMBIGUOUS
 
 
-def match_entries(entries, catalog, alias=None) -> MatchReport:
+def match_entries(entries, listing, alias=None) -> MatchReport:
     """Set ``entry.store`` (a StoreVideo with frames) or ``entry.problem`` (missing, empty,
     failed, ambiguous) for every entry. `alias(store_id)` gives a store video's dataset aliases."""
-    videos = catalog.videos
+    videos = listing.videos
     claims = {}
     for e, vid in zip(entries, find_videos(entries, videos, alias)):
         e.store, e.problem = None, None

@@ -40,7 +40,7 @@ class StoreVideo:
         return f"StoreVideo({self.id!r}, {self.status}, n_frames={self.n_frames})"
 
 
-class StoreCatalog:
+class StoreListing:
     """The videos of one store, by store id, with the store's root directory and format."""
 
     def __init__(self, videos, root=None, format=None, origin=""):
@@ -61,7 +61,7 @@ class StoreCatalog:
 
     @classmethod
     def open(cls, index=None, frames_root=None):
-        """The catalog for the builder options ``--index`` / ``--frames-root``: the index when
+        """The listing for the builder options ``--index`` / ``--frames-root``: the index when
         given (frames_root then only names the root), else a scan of frames_root."""
         if index is not None:
             return cls.from_index(index, root=frames_root)
@@ -171,7 +171,7 @@ class StoreColumns:
     """A store index as columns sorted by video id (bytes per video, no object per video), for
     checking million-video annotation files: status, frame count, format and where the frames
     are (`paths[path_code]`, shard group `keys`). `find` looks many ids up at once;
-    `catalog()` gives the same videos as a StoreCatalog, for the matching rules beyond exact
+    `listing()` gives the same videos as a StoreListing, for the matching rules beyond exact
     ids."""
     STATUSES = ("done", "empty", "failed")
 
@@ -260,14 +260,14 @@ class StoreColumns:
                           STORE_FORMATS[fmt] if fmt >= 0 else None,
                           self.paths[self.path_codes[row]], self.keys[row])
 
-    def catalog(self) -> StoreCatalog:
-        """The same videos as a StoreCatalog (an object per video: for the few entries that
+    def listing(self) -> StoreListing:
+        """The same videos as a StoreListing (an object per video: for the few entries that
         need the matching rules beyond exact ids)."""
         videos = {}
         for row in range(len(self)):
             v = self.video(row)
             videos[v.id] = v
-        return StoreCatalog(videos, self.root, self.format, origin=self.origin)
+        return StoreListing(videos, self.root, self.format, origin=self.origin)
 
 
 def _jpeg_video(d, rel, frames):

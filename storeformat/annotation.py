@@ -5,21 +5,20 @@ an entry's labels and its segments. The layout is described in docs/annotations.
 without ``format`` are the reference's (version 0): only the reference's fields are checked,
 and their frame numbering is not stated (a reader uses the store's own).
 """
-import gc
+import functools
 import math
-import sys
 from array import array
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
-from .jsonstream import (NotAnObject, RepeatedKey, StreamError, load_json,
-                         read_object_streaming)
+from .jsonstream import (NotAnObject, StreamError, cycle_collector_paused, json_errors,
+                         load_json, read_object_streaming)
+from .paths import name_problem
+from .subsets import SUBSETS
 
 FORMAT_NAME = "r3d-annotations"
 SCHEMA_VERSION = 1
-SUBSETS = ("training", "validation", "testing")
 _SUBSET_NAMES = frozenset(SUBSETS)
 #: Kinds of frame store an entry can live in: JPEG frame directories, r3d HDF5 shards and the
 #: reference's one-.hdf5-per-video layout.
@@ -43,38 +42,9 @@ class AnnotationFileMissing(AnnotationError, FileNotFoundError):
     """The annotation file does not exist (both an AnnotationError and a FileNotFoundError)."""
 
 
-@contextmanager
-def cycle_collector_paused():
-    """Pause Python's cycle collector while large acyclic JSON documents are built or walked:
-    reference counting frees them, and the collector would only rescan millions of containers
-    over and over (half of json.load's time on a 300,000-video file, a third of check's)."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
-
-
-@contextmanager
-def _reading(path, invalid):
-    """AnnotationError naming `path` for a missing or unreadable file, or one whose text is
-    not JSON (the exceptions `invalid`)."""
-    try:
-        yield
-    except FileNotFoundError:
-        raise AnnotationFileMissing(f"{path}: no such annotation file") from None
-    except OSError as e:
-        raise AnnotationError(f"{path}: cannot be read: {e.strerror}") from None
-    except RepeatedKey as e:
-        raise AnnotationError(f"{path}: {e} (readers differ on which value to keep; give it "
-                              f"once)") from None
-    except RecursionError:
-        raise AnnotationError(f"{path}: nested too deeply to read (an annotation file needs "
-                              f"a few levels, this one over {sys.getrecursionlimit()})") from None
-    except invalid as e:
-        raise AnnotationError(f"{path}: not valid JSON: {e}") from None
+#: AnnotationError naming the file for a missing or unreadable one, or one that is not JSON.
+_reading = functools.partial(json_errors, error=AnnotationError, missing=AnnotationFileMissing,
+                             what="annotation file")
 
 
 def load_annotation(path, *, full=True, require_frames=False) -> dict:
@@ -82,7 +52,7 @@ def load_annotation(path, *, full=True, require_frames=False) -> dict:
     `check` demand) or only its shape (what the datasets and r3d-eval rely on, leaving the
     entries' contents to them). `require_frames` also demands a segment on every entry."""
     path = Path(path)
-    with _reading(path, (ValueError, UnicodeDecodeError)), \
+    with _reading(path, invalid=(ValueError, UnicodeDecodeError)), \
             open(path, encoding="utf-8") as f, cycle_collector_paused():
         doc = load_json(f)
     if full:
@@ -160,7 +130,7 @@ def _stream_pass(path, start, known):
                 take(vid, entry)
         return on_entry
 
-    with _reading(path, (StreamError, UnicodeDecodeError)), \
+    with _reading(path, invalid=(StreamError, UnicodeDecodeError)), \
             open(path, encoding="utf-8") as f, cycle_collector_paused():
         try:
             header, streamed = read_object_streaming(f, "database", begin)
@@ -489,13 +459,11 @@ def _plain_entry_ok(entry, bases, label_set, roots, sources, require_frames) -> 
         if type(first) is not int or type(stop) is not int or not base <= first < stop or (
                 n is not None and stop > base + n):
             return False
-    for field in ("store_id", "video_path"):
-        path = entry.get(field)
-        if path is not None and not (type(path) is str and path and "\\" not in path and (
-                ".." not in path or ".." not in path.split("/"))
-                and (field == "video_path" or path[0] != "/")):
-            return False
-    return True
+    store_id = entry.get("store_id")
+    if store_id is not None and name_problem(store_id):
+        return False
+    path = entry.get("video_path")
+    return path is None or _posix_without_dotdot(path)
 
 
 def _check_roots(roots, errors):
@@ -560,9 +528,10 @@ def _check_entry(vid, entry, base, label_set, roots, sources, multi, version, re
         if src is not None and src not in sources:
             errors.append(f"{where}: source {src!r} is not in 'sources'")
         store_id = entry.get("store_id")
-        if store_id is not None and not _relative_posix(store_id):
-            errors.append(f"{where}: store_id {store_id!r} must be a relative '/'-separated "
-                          "path")
+        problem = None if store_id is None else name_problem(store_id)
+        if problem:
+            errors.append(f"{where}: store_id {store_id!r} {problem} (it is a path inside "
+                          "the store)")
         # the reference's video_path: absolute, or (files written before store_id) a store id
         path = entry.get("video_path")
         if path is not None and not _posix_without_dotdot(path):
@@ -629,7 +598,3 @@ def _is_int(x):
 def _posix_without_dotdot(path):
     return (isinstance(path, str) and bool(path) and "\\" not in path
             and ".." not in path.split("/"))
-
-
-def _relative_posix(path):
-    return _posix_without_dotdot(path) and not path.startswith("/")

@@ -6,8 +6,11 @@ top-level field to a callback as they are parsed, so only a chunk of text and on
 in memory. Values are parsed by the C scanner of the json module, so the speed is
 json.load's.
 """
+import gc
 import json
 import re
+import sys
+from contextlib import contextmanager
 
 CHUNK_CHARS = 1 << 22
 _WS = re.compile(r"[ \t\n\r]*")
@@ -214,3 +217,38 @@ def _members(text, decoder, on_member):
         on_member(key, text.value(decoder))
         if text.expect(",}") == "}":
             return
+
+
+@contextmanager
+def cycle_collector_paused():
+    """Pause Python's cycle collector while large acyclic JSON documents are built or walked:
+    reference counting frees them, and the collector would only rescan millions of containers
+    over and over (half of json.load's time on a 300,000-video file, a third of check's)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+@contextmanager
+def json_errors(path, error, *, missing=None, what="file", invalid=(ValueError,)):
+    """Turn what reading a JSON file at `path` can raise into `error` (an exception class)
+    naming the file and the reason: `missing` (default `error`) when it does not exist, `error`
+    when it cannot be read, repeats a key, nests too deeply or is not JSON (`invalid`)."""
+    try:
+        yield
+    except FileNotFoundError:
+        raise (missing or error)(f"{path}: no such {what}") from None
+    except OSError as e:
+        raise error(f"{path}: cannot be read: {e.strerror}") from None
+    except RepeatedKey as e:
+        raise error(f"{path}: {e} (readers differ on which value to keep; give it "
+                    f"once)") from None
+    except RecursionError:
+        raise error(f"{path}: nested too deeply to read (a JSON {what} needs a few levels, "
+                    f"this one over {sys.getrecursionlimit()})") from None
+    except invalid as e:
+        raise error(f"{path}: not valid JSON: {e}") from None

@@ -20,7 +20,8 @@ def name_problem(rel) -> "str | None":
         return "holds a backslash (names are '/'-separated)"
     if rel.startswith("/"):
         return "is absolute (names are relative to their root)"
-    if any(p in ("", ".", "..") for p in rel.split("/")):
+    parts = rel.split("/")
+    if "" in parts or "." in parts or ".." in parts:
         return "has an empty, '.' or '..' component"
     return None
 

@@ -8,7 +8,7 @@ from annotations.builders import BuildOptions, activitynet, custom, hmdb51, kine
 from annotations.cli import main
 from annotations.schema import AnnotationError, read_annotation, validate, write_annotation
 from annotations.stats import compute
-from annotations.store import StoreCatalog
+from annotations.store import StoreListing
 from storeformat import INDEX_NAME, IndexWriter
 
 DATA = Path(__file__).resolve().parent / "data" / "annotations"
@@ -33,7 +33,7 @@ def _index(store, records):
             w.append({"id": vid, "status": "done", "source": vid + ".mp4", "format": "jpg",
                       "path": vid, "n_frames": n, "fps": fps, "width": 8, "height": 8,
                       "duration": n / fps})
-    return StoreCatalog.from_index(store)
+    return StoreListing.from_index(store)
 
 
 # --- UCF-101 -------------------------------------------------------------------------------
@@ -172,7 +172,7 @@ def test_kinetics_with_index_matches_downloader_names(tmp_path):
     cat = _index(tmp_path / "store", [("testifying/---QUuC4vJs_000084_000094", 300, 30.0),
                                       ("washing_feet/--GkrdYZ9Tc_0_10", 250, 25.0),
                                       ("-5bmQ9dQRz0", 299, 29.97)])
-    (out,) = kinetics.build(csv, BuildOptions(catalog=cat))
+    (out,) = kinetics.build(csv, BuildOptions(listing=cat))
     db = out.doc["database"]
     assert set(db) == {"---QUuC4vJs_000084_000094", "--GkrdYZ9Tc_000000_000010",
                        "-5bmQ9dQRz0_000003_000013"}
@@ -229,7 +229,7 @@ def test_activitynet_frames_from_index_fps(tmp_path):
                                       ("v_W_hux-Z6Ll0", 800, 25.0),
                                       ("v_FBUtGL5_tto", 3670, 25.0),
                                       ("v_tstAAAAAAA1", 512, 25.0)])
-    trimmed, untrimmed = activitynet.build(ANET, BuildOptions(catalog=cat))
+    trimmed, untrimmed = activitynet.build(ANET, BuildOptions(listing=cat))
     db = trimmed.doc["database"]
     # 11.5537 s * 30 = 346.6 -> first frame 346 (0-based) = 347; 57.068 s * 30 = 1712.04 -> 1713
     assert db["bYUmtLBL7W4_seg000"]["annotations"]["segment"] == [347, 1714]
@@ -257,7 +257,7 @@ def test_activitynet_bare_database_gt_json(official, tmp_path):
     gt = official / "activitynet" / "gt.json"
     cat = _index(tmp_path / "store", [("v_bYUmtLBL7W4", 6735, 30.0),
                                       ("v_hDPLy21Yyuk", 2287, 30.0)])
-    (out,) = activitynet.build(gt, BuildOptions(catalog=cat), views=["trimmed"])
+    (out,) = activitynet.build(gt, BuildOptions(listing=cat), views=["trimmed"])
     assert out.doc["labels"] == ["Cleaning shoes", "Wakeboarding"]
     db = out.doc["database"]
     assert sorted(db) == ["v_bYUmtLBL7W4_seg000", "v_bYUmtLBL7W4_seg001",
@@ -281,7 +281,7 @@ def test_mit_from_official_format_files(tmp_path):
     cat = _index(tmp_path / "store", [("training/clapping/yt-AbCdEfGhIjK_10", 90, 30.0),
                                       ("training/covering/yt-AbCdEfGhIjK_10", 91, 30.0),
                                       ("praying/yt-CbCdEfGhIjK_45", 92, 30.0)])
-    (out,) = mit.build(DATA / "mit", BuildOptions(catalog=cat, missing="keep",
+    (out,) = mit.build(DATA / "mit", BuildOptions(listing=cat, missing="keep",
                                                   label_order="sorted", partial_store=True))
     doc = out.doc
     assert doc["labels"] == ["burying", "clapping", "covering", "dropping", "praying"]

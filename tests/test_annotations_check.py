@@ -162,7 +162,7 @@ def test_columns_check_reports_what_the_entry_by_entry_rules_report(made, tmp_pa
     through the matching rules); every kind of problem, the order of each list, the reasons
     and the unclaimed videos are those of the entry-by-entry check."""
     from annotations import check
-    from annotations.store import StoreCatalog
+    from annotations.store import StoreListing
     from annotations.schema import read_annotation
 
     store, index = _store(made, fmt, tmp_path)
@@ -189,7 +189,7 @@ def test_columns_check_reports_what_the_entry_by_entry_rules_report(made, tmp_pa
     def run(columns):
         if not columns:
             monkeypatch.setattr(check, "_store_for",
-                                lambda *a: StoreCatalog.from_index(store))
+                                lambda *a: StoreListing.from_index(store))
         (result,) = check.check_stores(doc, index=store, deep=deep)
         monkeypatch.undo()
         return result

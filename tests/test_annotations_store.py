@@ -9,7 +9,7 @@ from annotations.builders import kinetics
 from annotations.entries import Entry
 from annotations.matching import apply_policy, match_entries
 from annotations.schema import AnnotationError
-from annotations.store import StoreCatalog
+from annotations.store import StoreListing
 from storeformat import INDEX_NAME, IndexWriter, frame_name, write_video
 
 
@@ -33,30 +33,30 @@ def test_index_records_done_failed_empty_and_last_wins(tmp_path):
         _done("a/z", 0), _done("a/x", 12)])
     with open(store / INDEX_NAME, "ab") as f:
         f.write(b'{"id": "a/torn", "sta')  # a crash while appending
-    cat = StoreCatalog.from_index(store)
+    cat = StoreListing.from_index(store)
     assert {v: (cat.videos[v].status, cat.videos[v].n_frames) for v in cat.videos} == {
         "a/x": ("done", 12), "a/y": ("failed", None), "a/z": ("empty", 0)}
     assert cat.videos["a/y"].reason == "cannot decode"
     assert cat.format == "jpg" and cat.root == store
-    assert StoreCatalog.from_index(store / INDEX_NAME).videos.keys() == cat.videos.keys()
+    assert StoreListing.from_index(store / INDEX_NAME).videos.keys() == cat.videos.keys()
 
 
 def test_index_errors_name_the_file(tmp_path):
     with pytest.raises(AnnotationError, match="store index not found"):
-        StoreCatalog.from_index(tmp_path)
+        StoreListing.from_index(tmp_path)
     store = write_index(tmp_path / "s", [_done("a", 3)])
     (store / INDEX_NAME).write_text('{"id": "a", "status": "done", "n_frames": "ten"}\n'
                                     '{"id": "b", "status": "done", "n_frames": 2}\n')
     with pytest.raises(AnnotationError, match=r"index.jsonl: video 'a': bad n_frames"):
-        StoreCatalog.from_index(store)
+        StoreListing.from_index(store)
 
 
-def _catalog(tmp_path, ids, n=5):
-    return StoreCatalog.from_index(write_index(tmp_path / "s", [_done(i, n) for i in ids]))
+def _listing(tmp_path, ids, n=5):
+    return StoreListing.from_index(write_index(tmp_path / "s", [_done(i, n) for i in ids]))
 
 
 def test_matching_rules_exact_last_component_case(tmp_path):
-    cat = _catalog(tmp_path, ["Archery/v_Archery_g01_c01", "v_Flat_g01_c01",
+    cat = _listing(tmp_path, ["Archery/v_Archery_g01_c01", "v_Flat_g01_c01",
                               "UCF-101/Bowling/v_Bowling_g01_c01", "Drum/V_DRUM_G01_C01"])
     entries = [Entry("v_Archery_g01_c01", "training", "Archery",
                      path="Archery/v_Archery_g01_c01"),
@@ -76,7 +76,7 @@ def test_matching_rules_exact_last_component_case(tmp_path):
 
 
 def test_same_last_component_in_two_folders_is_not_guessed(tmp_path):
-    cat = _catalog(tmp_path, ["train/a/clip1", "val/a/clip1", "b/clip2"])
+    cat = _listing(tmp_path, ["train/a/clip1", "val/a/clip1", "b/clip2"])
     entries = [Entry("clip1", "training", "a", path="a/clip1"),
                Entry("clip2", "training", "b", path="x/clip2")]
     report = match_entries(entries, cat)
@@ -87,7 +87,7 @@ def test_same_last_component_in_two_folders_is_not_guessed(tmp_path):
 def test_kinetics_downloader_names(tmp_path):
     """The reference id is <yt>_<start:06d>_<end:06d>; downloaders also write <yt>_<s>_<e>
     unpadded or just <yt>. A bare <yt> shared by two annotated clips matches neither."""
-    cat = _catalog(tmp_path, [
+    cat = _listing(tmp_path, [
         "abseiling/0wR5jVB-WPk_000417_000427",  # reference naming
         "air drumming/--nQbRBEz2s_104_114",     # unpadded, label folder with a space
         "3caPS4FHFF8",                          # bare youtube id, flat
@@ -110,7 +110,7 @@ def test_failed_and_empty_store_videos_are_reported_not_used(tmp_path):
     store = write_index(tmp_path / "s", [
         _done("a/ok", 4), _done("a/empty", 0),
         {"id": "a/bad", "status": "failed", "source": "a/bad.mp4", "reason": "truncated"}])
-    cat = StoreCatalog.from_index(store)
+    cat = StoreListing.from_index(store)
     entries = [Entry(v, "training", "a", path=f"a/{v}") for v in ("ok", "empty", "bad")]
     report = match_entries(entries, cat)
     assert [e.problem for e in entries] == [None, "empty", "failed"]
@@ -118,7 +118,7 @@ def test_failed_and_empty_store_videos_are_reported_not_used(tmp_path):
 
 
 def test_missing_policy_drop_or_keep_says_how_many(tmp_path, caplog):
-    cat = _catalog(tmp_path, ["a/v1"])
+    cat = _listing(tmp_path, ["a/v1"])
     entries = [Entry("v1", "training", "a", path="a/v1"), Entry("v2", "training", "a",
                                                                 path="a/v2")]
     report = match_entries(entries, cat)
@@ -147,7 +147,7 @@ def test_scan_counts_jpeg_directories(tmp_path):
     _jpeg_dir(gap, 5)
     (gap / frame_name(3)).unlink()
     (root / "run" / "notes.txt").write_text("not a video")
-    cat = StoreCatalog.scan(root)
+    cat = StoreListing.scan(root)
     assert cat.format == "jpg"
     assert {v: cat.videos[v].n_frames for v in cat.videos} == {
         "walk/v_1": 7, "walk/v_2": 3, "run/v_3": None}
@@ -166,7 +166,7 @@ def test_scan_reads_r3d_shards_and_reference_hdf5(tmp_path):
             write_video(f, vid, [b"\xff\xd8%d\xff\xd9" % i for i in range(n)],
                         {"source": vid + ".avi", "n_frames": n, "fps": 25.0, "width": 4,
                          "height": 4, "duration": n / 25})
-    cat = StoreCatalog.scan(shard_root)
+    cat = StoreListing.scan(shard_root)
     assert cat.format == "hdf5"
     assert {v: (cat.videos[v].n_frames, cat.videos[v].path, cat.videos[v].key)
             for v in cat.videos} == {"walk/v_1": (6, "shard-00000.h5", "videos/walk/v_1"),
@@ -179,7 +179,7 @@ def test_scan_reads_r3d_shards_and_reference_hdf5(tmp_path):
         for i in range(4):
             video[i] = np.frombuffer(b"\xff\xd8ab\xff\xd9", dtype=np.uint8)
     (ref_root / "walk" / "junk.h5").write_bytes(b"not hdf5")
-    cat = StoreCatalog.scan(ref_root)
+    cat = StoreListing.scan(ref_root)
     assert cat.format == "hdf5-video"
     assert {v: (cat.videos[v].n_frames, cat.videos[v].path) for v in cat.videos} == {
         "walk/v_9": (4, "walk/v_9.hdf5")}
@@ -192,4 +192,4 @@ def test_scan_refuses_mixed_stores(tmp_path):
     with h5py.File(root / "b" / "v_2.hdf5", "w") as f:
         f.create_dataset("video", (1,), dtype=h5py.vlen_dtype(np.uint8))
     with pytest.raises(AnnotationError, match="mixes formats"):
-        StoreCatalog.scan(root)
+        StoreListing.scan(root)

@@ -4,8 +4,7 @@ import json
 import pytest
 
 from training.eval_cli import main as eval_main
-from training.job.evaluation import (EvaluationError, average_precision, check_finite_scores,
-                                     evaluate, load_results)
+from training.job.evaluation import EvaluationError, average_precision, evaluate, load_scores
 
 GT = {
     "labels": ["a", "b", "c"],
@@ -115,16 +114,6 @@ def test_non_finite_scores_are_rejected(files, tmp_path, capsys, bad):
         evaluate(gt, seg)
 
 
-def test_check_finite_scores_for_inference():
-    good = {"results": {"v1": r(("a", -0.5)), "v2": [{"segment": [1, 17],
-                                                       "result": r(("a", 0.1))}]}}
-    check_finite_scores(good)
-    check_finite_scores(good["results"])
-    bad = {"v2": [{"segment": [1, 17], "result": r(("a", 0.1), ("c", float("nan")))}]}
-    with pytest.raises(EvaluationError, match="out.json: video v2: score of 'c' is nan"):
-        check_finite_scores(bad, "out.json")
-
-
 def test_negative_scores_rank_as_scores(tmp_path):
     """Log-probabilities: the largest (closest to 0) is the best, whatever the list order."""
     gt = _write(tmp_path, "gt.json", GT)
@@ -140,7 +129,7 @@ def test_negative_scores_rank_as_scores(tmp_path):
     seg = _write(tmp_path, "seg.json", {"results": {"v3": [
         {"segment": [1, 17], "result": r(("a", -0.5), ("b", -1.0))},
         {"segment": [17, 33], "result": r(("b", -0.2), ("c", -3.0))}]}})
-    assert load_results(seg) == {"v3": ["b", "a", "c"]}
+    assert load_scores(seg) == {"v3": pytest.approx({"a": -1.75, "b": -0.6, "c": -2.0})}
 
 
 def test_unknown_labels_and_extra_ids_are_reported(files, tmp_path, capsys):

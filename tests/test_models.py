@@ -308,7 +308,7 @@ def test_every_architecture_of_the_papers_is_listed():
                            "densenet")
     assert available_models()["densenet"] == (121, 169, 201, 264)
     assert len(names) == sum(len(d) for d in available_models().values())
-    assert get_family("densenet").head == "classifier"
+    assert get_family("densenet").depths == available_models()["densenet"]
 
 
 def test_unknown_model_names_the_valid_ones():

@@ -4,7 +4,7 @@ import random
 import pytest
 
 from training.data.sampling import (SlidingWindow, TemporalCenterCrop, TemporalEvenCrop,
-                                    TemporalRandomCrop, loop_pad, segment_frames)
+                                    TemporalRandomCrop, loop_pad)
 
 
 def frames(n, first=1):
@@ -98,12 +98,11 @@ def test_the_stride_is_applied_the_same_way_everywhere():
             assert [b - a for a, b in zip(clip, clip[1:])] == [3] * 7, sampler
 
 
-def test_bad_arguments_and_segments():
+def test_bad_arguments():
     with pytest.raises(ValueError):
         TemporalRandomCrop(0)
     with pytest.raises(ValueError):
         TemporalRandomCrop(4, t_stride=0)
     with pytest.raises(ValueError):
         TemporalCenterCrop(4)([])
-    assert segment_frames([1, 5]) == [1, 2, 3, 4]
     assert repr(SlidingWindow(16, 8)) == "SlidingWindow(size=16, t_stride=1, step=8)"

@@ -11,10 +11,10 @@ from typing import List, Optional
 from preprocess.extract import ExtractionError, FrameSettings
 from preprocess.memory import decode_to_memory
 from storeformat import INDEX_NAME, video_id_from_path
-from storeformat.paths import name_problem
 from storeformat.annotation import load_annotation
+from storeformat.paths import name_problem
+from storeformat.subsets import UnknownSubset, resolve_subset, subsets_of
 from training.data.datasets import StoreSet
-from training.job.evaluation import EvaluationError, resolve_subset, subsets_of
 from training.data.errors import FrameReadError, VideoNotFound
 from training.data.stores import FrameStore
 
@@ -153,7 +153,7 @@ def store_sources(stores, annotation_path, subset=None) -> list:
     if subset is not None:
         try:
             subset = resolve_subset(subsets_of(database), subset)
-        except EvaluationError as e:
+        except UnknownSubset as e:
             raise ValueError(f"{annotation_path}: {e}") from None
     store_set = StoreSet(stores, doc)
     return [StoredVideo(vid, entry, store_set) for vid, entry in database.items()

@@ -15,13 +15,13 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class BuildOptions:
-    """Options every builder takes. `catalog`: the store (None: no frame counts);
+    """Options every builder takes. `listing`: the store (None: no frame counts);
     `missing`: "drop" or "keep" entries without frames in the store; `label_order`:
     "reference" (the reference implementation's order for the dataset) or "sorted";
     `labels_from`: a class-list file fixing the order; `name`: the
     source name written into the file (default: the dataset's); `partial_store`: accept a
     store that holds under half of the entries (else that is taken for the wrong store)."""
-    catalog: Optional[object] = None
+    listing: Optional[object] = None
     missing: str = "drop"
     label_order: str = "reference"
     labels_from: Optional[Path] = None
@@ -45,16 +45,16 @@ def resolve_entries(entries, opts, alias=None, what="videos", same_folder=False)
     `opts.partial_store`); with `same_folder` (entries named by their own folder layout), so
     is a match by bare file name to a video of another class folder."""
     check_unique_ids(entries, what)
-    if opts.catalog is None:
+    if opts.listing is None:
         return list(entries), None
-    report = match_entries(entries, opts.catalog, alias)
+    report = match_entries(entries, opts.listing, alias)
     if not opts.partial_store:
-        _check_store_fits(entries, report, opts.catalog, what, same_folder)
+        _check_store_fits(entries, report, opts.listing, what, same_folder)
     return apply_policy(entries, report, opts.missing, what), report
 
 
-def _check_store_fits(entries, report, catalog, what, same_folder):
-    store = catalog.origin or catalog.root
+def _check_store_fits(entries, report, listing, what, same_folder):
+    store = listing.origin or listing.root
     if same_folder:
         crossed = [e for e in entries if e.store is not None and
                    crosses_folders(e.path, e.store.id)]
@@ -73,9 +73,9 @@ def _check_store_fits(entries, report, catalog, what, same_folder):
 
 
 def root_info(opts):
-    if opts.catalog is None:
+    if opts.listing is None:
         return {"path": None, "format": None, "frame_base": FRAME_BASE}
-    return opts.catalog.root_info()
+    return opts.listing.root_info()
 
 
 def store_fields(entry, source, root_path=None, key=None):
@@ -158,8 +158,8 @@ def make_document(labels, database, opts, *, source, dataset, files, multi_label
     """Assemble a built document with its provenance."""
     history = {"op": "build", "dataset": dataset,
                "files": [str(f) for f in files]}
-    if opts.catalog is not None:
-        history["store"] = opts.catalog.origin
+    if opts.listing is not None:
+        history["store"] = opts.listing.origin
         history["missing"] = opts.missing
         if report is not None:
             history["store_report"] = dict(report.counts)

@@ -20,7 +20,9 @@ import logging
 from collections import Counter, OrderedDict
 from pathlib import Path, PurePosixPath
 
-from ..entries import SUBSET_ALIASES, Entry, normalize_subset
+from storeformat.subsets import SUBSET_ALIASES
+
+from ..entries import Entry, normalize_subset
 from ..schema import AnnotationError
 from .common import BuildOptions, build_single_label
 from .kinetics import store_alias

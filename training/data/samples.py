@@ -15,7 +15,8 @@ from array import array
 import numpy as np
 
 from storeformat import video_key
-from storeformat.annotation import entry_frame_base, stream_annotation
+from storeformat.annotation import (entry_frame_base, entry_labels, entry_segments,
+                                    stream_annotation)
 
 from .errors import FrameReadError
 
@@ -371,14 +372,6 @@ def candidate_keys(video_id, entry, label_names=()) -> list:
     return list(dict.fromkeys(keys))
 
 
-def _segment_list(ann):
-    """An entry's labelled spans: [(label name, frame segment or None, seconds or None)]."""
-    if isinstance(ann, list):  # the reference's ActivityNet files: segments in seconds
-        return [(a.get("label"), None, a.get("segment")) for a in ann]
-    return [(s.get("label"), s.get("segment"), s.get("segment_sec"))
-            for s in ann.get("segments") or []]
-
-
 def _guess_frame_base(ann, spans, first, n):
     """Numbering of a file that does not declare it (the reference's files): the store's own,
     unless the frame segments fit the video only when counted from the other base (0 or 1),
@@ -397,14 +390,8 @@ def _guess_frame_base(ann, spans, first, n):
 def _entry_samples(vid, entry, builder, mode):
     stores, class_index = builder.catalog, builder.class_index
     ann = entry.get("annotations") or {}
-    spans = _segment_list(ann)
-    if isinstance(ann, dict):
-        names = list(ann["labels"]) if "labels" in ann else (
-            [ann["label"]] if ann.get("label") is not None else [])
-    else:
-        names = []
-    if not names:
-        names = list(dict.fromkeys(s[0] for s in spans if s[0] is not None))
+    spans = entry_segments(entry)
+    names = entry_labels(entry)
     for name in names:
         if name not in class_index:
             raise ValueError(f"label {name!r} is not in the file's labels")

@@ -180,9 +180,3 @@ class SlidingWindow(TemporalSampler):
     def __call__(self, frames, rng=None) -> list:
         frames = self._frames(frames)
         return [self.clip_at(frames, s) for s in self.starts(len(frames))]
-
-
-def segment_frames(segment) -> list:
-    """Frame numbers of an annotation segment [first, last + 1)."""
-    first, end = int(segment[0]), int(segment[1])
-    return list(range(first, end))

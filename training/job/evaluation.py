@@ -3,10 +3,10 @@ annotation file, as the papers report them.
 
 Results use the reference's format: ``{"results": {video_id: [{"label", "score"}, ...]}}``.
 Per-segment results (``[{"segment", "result": [{"label", "score"}, ...]}, ...]``, written by
-inference with --inference-no-average) are averaged per video first; a label missing from a segment's
-list (lists hold the top k) takes the lowest score listed there, its score's upper bound.
-Scores may be any finite numbers (probabilities, logits, log-probabilities); a score that is
-not one (NaN from a diverged model) is an error. The annotation file is read by
+inference with --inference-no-average) are averaged per video first; a label missing from a
+segment's list (lists hold the top k) takes the lowest score listed there, its score's upper
+bound. Scores may be any finite numbers (probabilities, logits, log-probabilities); a score
+that is not one (NaN from a diverged model) is an error. The annotation file is read by
 storeformat.annotation, as annotations/ and the datasets read it.
 """
 import math
@@ -15,10 +15,9 @@ from pathlib import Path
 from typing import NamedTuple
 
 from storeformat.annotation import AnnotationError, entry_labels, load_annotation
-from storeformat.jsonstream import load_json
+from storeformat.jsonstream import json_errors, load_json
+from storeformat.subsets import UnknownSubset, resolve_subset, subsets_of
 
-SUBSET_ALIASES = {"train": "training", "val": "validation", "valid": "validation",
-                  "test": "testing"}
 #: How many unknown labels or extra video ids a warning names.
 EXAMPLES = 3
 
@@ -37,53 +36,12 @@ class GroundTruth(NamedTuple):
 
 def _load_json(path):
     path = Path(path)
-    try:
-        with open(path, encoding="utf-8") as f:
-            return load_json(f)
-    except FileNotFoundError:
-        raise EvaluationError(f"{path}: no such file") from None
-    except OSError as e:
-        raise EvaluationError(f"{path}: cannot be read: {e.strerror}") from None
-    except (ValueError, RecursionError) as e:
-        raise EvaluationError(f"{path}: not valid JSON: {e or 'nested too deeply'}") from None
+    with json_errors(path, EvaluationError), open(path, encoding="utf-8") as f:
+        return load_json(f)
 
 
 def _is_finite_number(x) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
-
-
-def check_finite_scores(results, source="results") -> None:
-    """Raise EvaluationError naming `source`, the video and the label of the first score that
-    is not a finite number. `results`: a results document (``{"results": ...}``) or its
-    ``results`` mapping, per-video or per-segment lists; for inference to call before it
-    writes them."""
-    if isinstance(results, dict) and isinstance(results.get("results"), dict):
-        results = results["results"]
-    for vid, items in results.items():
-        for item in items or []:
-            for r in item["result"] if "result" in item else [item]:
-                if not _is_finite_number(r.get("score")):
-                    raise EvaluationError(
-                        f"{source}: video {vid}: score of {r.get('label')!r} is "
-                        f"{r.get('score')!r}, not a finite number (a diverged model?)")
-
-
-def subsets_of(database) -> set:
-    """The subsets a database's entries name."""
-    return {e.get("subset") for e in database.values()}
-
-
-def resolve_subset(present, subset: str) -> str:
-    """`subset` as spelled in the file (`present`: the subsets its entries name); 'val',
-    'train' and 'test' are accepted as aliases."""
-    present = set(present)
-    if subset in present:
-        return subset
-    alias = SUBSET_ALIASES.get(subset)
-    if alias in present:
-        return alias
-    raise EvaluationError(f"no video in subset '{subset}'; the file has "
-                          f"{', '.join(sorted(str(s) for s in present))}")
 
 
 def load_ground_truth(path, subset: str) -> GroundTruth:
@@ -94,7 +52,10 @@ def load_ground_truth(path, subset: str) -> GroundTruth:
         doc = load_annotation(path, full=False)
     except AnnotationError as e:
         raise EvaluationError(str(e)) from None
-    subset = resolve_subset(subsets_of(doc["database"]), subset)
+    try:
+        subset = resolve_subset(subsets_of(doc["database"]), subset)
+    except UnknownSubset as e:
+        raise EvaluationError(str(e)) from None
     known = set(doc["labels"])
     truth = {}
     for vid, entry in doc["database"].items():
@@ -149,11 +110,6 @@ def _label_scores(items) -> dict:
                              "(a diverged model?)")
         scores[label] = max(scores.get(label, -math.inf), score)
     return scores
-
-
-def load_results(path) -> dict:
-    """{video id: [labels sorted by decreasing score]} from a results file."""
-    return {vid: _ranked(scores) for vid, scores in load_scores(path).items()}
 
 
 def _ranked(scores):

@@ -15,19 +15,18 @@ from typing import Optional
 from torch.utils.data import DataLoader
 
 from storeformat import VIDEO_EXTENSIONS
-from storeformat.annotation import cycle_collector_paused
+from storeformat.jsonstream import cycle_collector_paused
+from storeformat.subsets import UnknownSubset, resolve_subset
 
-from .builders import TrainingSetupError
 from ..data.datasets import (BadVideos, InferenceWindows, StoreSet, TrainingClips, ValidationClips,
                              collate_multi_clips, collate_windows)
 from ..data.errors import VideoNotFound
-from .engine import Inputs
-from ..data.order import ShardSampler, VideoBatchSampler
-from .evaluation import EvaluationError, resolve_subset
-from ..data.order import EpochSampler
+from ..data.order import EpochSampler, ShardSampler, VideoBatchSampler
 from ..data.samples import read_samples
 from ..data.sampling import SlidingWindow, TemporalCenterCrop, TemporalEvenCrop, TemporalRandomCrop
 from ..data.transforms import eval_transform, train_transform
+from .builders import TrainingSetupError
+from .engine import Inputs
 
 
 class FirstChannels:
@@ -138,7 +137,7 @@ def _datasets(args, transforms) -> RunData:
     def subset(name):
         try:
             return resolve_subset(read.present_subsets, name)
-        except EvaluationError as e:
+        except UnknownSubset as e:
             raise TrainingSetupError(f"{args.annotation_path}: {e}") from None
 
     data = RunData(list(read.header["labels"]), bool(read.header.get("multi_label")))

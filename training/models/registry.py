@@ -14,30 +14,25 @@ RESNET_OPTIONS = COMMON_OPTIONS + ("shortcut_type", "widen_factor", "stem_planes
 
 @dataclass(frozen=True)
 class ModelFamily:
-    """One architecture family: its reference name, depths, accepted options and the
-    name of its classification head (`fc` or `classifier`)."""
+    """One architecture family: its reference name, depths, accepted options and its
+    constructor."""
     name: str
-    title: str
     depths: Tuple[int, ...]
     options: Tuple[str, ...]
-    head: str
     build: Callable[..., nn.Module]
 
 
 FAMILIES: Dict[str, ModelFamily] = {f.name: f for f in (
-    ModelFamily("resnet", "3D ResNet", resnet.DEPTHS, RESNET_OPTIONS, "fc",
-                resnet.generate_model),
-    ModelFamily("resnet2p1d", "R(2+1)D ResNet", resnet.DEPTHS, RESNET_OPTIONS, "fc",
-                resnet2p1d.generate_model),
-    ModelFamily("preresnet", "pre-activation 3D ResNet", resnet.DEPTHS, RESNET_OPTIONS, "fc",
-                pre_act_resnet.generate_model),
-    ModelFamily("wideresnet", "Wide 3D ResNet", wide_resnet.DEPTHS, RESNET_OPTIONS + ("k",),
-                "fc", wide_resnet.generate_model),
-    ModelFamily("resnext", "3D ResNeXt", resnext.DEPTHS, RESNET_OPTIONS + ("cardinality",),
-                "fc", resnext.generate_model),
-    ModelFamily("densenet", "3D DenseNet-BC", densenet.DEPTHS,
+    ModelFamily("resnet", resnet.DEPTHS, RESNET_OPTIONS, resnet.generate_model),
+    ModelFamily("resnet2p1d", resnet.DEPTHS, RESNET_OPTIONS, resnet2p1d.generate_model),
+    ModelFamily("preresnet", resnet.DEPTHS, RESNET_OPTIONS, pre_act_resnet.generate_model),
+    ModelFamily("wideresnet", wide_resnet.DEPTHS, RESNET_OPTIONS + ("k",),
+                wide_resnet.generate_model),
+    ModelFamily("resnext", resnext.DEPTHS, RESNET_OPTIONS + ("cardinality",),
+                resnext.generate_model),
+    ModelFamily("densenet", densenet.DEPTHS,
                 COMMON_OPTIONS + ("growth_rate", "num_init_features", "bn_size", "drop_rate"),
-                "classifier", densenet.generate_model),
+                densenet.generate_model),
 )}
 if tuple(FAMILIES) != MODEL_NAMES:  # the torch-free list the commands offer
     raise ImportError(f"training.choices.MODEL_NAMES {MODEL_NAMES} differs from the registry's "
