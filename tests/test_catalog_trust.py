@@ -8,7 +8,6 @@ import os
 import shutil
 
 import h5py
-import numpy as np
 import pytest
 
 from storeformat import INDEX_NAME

@@ -6,7 +6,6 @@ import json
 import shutil
 
 import h5py
-import numpy as np
 import pytest
 
 from annotations.cli import main as annotate

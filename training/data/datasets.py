@@ -37,14 +37,14 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, default_collate
 
-from .videos import VideoCatalog
 from .decode import ClipBuffers, DecodeError, decode_clip, jpeg_size, scaled_size
-from .region import decode_region_clip, region_decoder
+from .errors import FrameReadError, VideoNotFound
 from .order import item_rng
+from .region import decode_region_clip, region_decoder
 from .samples import AnnotationSamples, candidate_keys, read_samples
 from .sampling import SlidingWindow, TemporalEvenCrop, TemporalRandomCrop
-from .errors import FrameReadError, VideoNotFound
 from .transforms import eval_transform, train_transform
+from .videos import VideoCatalog
 
 log = logging.getLogger(__name__)
 

@@ -24,9 +24,8 @@ from storeformat.index import parse_index_line
 from storeformat.paths import UnsafePath, inside, name_problem
 
 from . import keytable
-from .catalogfiles import (CATALOG_VERSION, KINDS, MAX_FRAMES, META_NAME, OWN_FILE,
-                           catalog_dirs, checked_meta, folder_problem, read_meta, shared_lock,
-                           signature)
+from .catalogfiles import (CATALOG_VERSION, KINDS, MAX_FRAMES, META_NAME, OWN_FILE, catalog_dirs,
+                           checked_meta, folder_problem, read_meta, shared_lock, signature)
 from .errors import CatalogError
 
 log = logging.getLogger(__name__)

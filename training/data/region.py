@@ -3,12 +3,13 @@
 A training clip keeps a crop of 1/4 to all of every frame; the rest of the decode is wasted.
 libjpeg-turbo can skip the rows above a crop, stop after its last row and produce only the
 columns it covers, giving pixels identical to a full decode's (one extra column is decoded
-on each side for the chroma upsampling). simplejpeg exposes no such call, so jpeg_region.c (beside this module) is
-compiled on first use with the system's C compiler and libjpeg-turbo headers into the cache
-folder (training.data.files.cache_root: ``$R3D_CACHE``, default ``~/.cache/r3d``) and called through ctypes. Before first use it
-is checked against simplejpeg on a test image; when it cannot be built or disagrees, frames
-are decoded whole with simplejpeg, as without it (`region_decoder()` returns None and
-`unavailable_reason()` says why).
+on each side for the chroma upsampling). simplejpeg exposes no such call, so jpeg_region.c
+(beside this module) is compiled on first use with the system's C compiler and libjpeg-turbo
+headers into the cache folder (training.data.files.cache_root: ``$R3D_CACHE``, default
+``~/.cache/r3d``) and called through ctypes. Before first use it is checked against
+simplejpeg on a test image; when it cannot be built or disagrees, frames are decoded whole
+with simplejpeg, as without it (`region_decoder()` returns None and `unavailable_reason()`
+says why).
 """
 import ctypes
 import hashlib

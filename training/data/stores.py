@@ -117,7 +117,8 @@ class JpegDirStore(FrameStore):
 
     def __init__(self, root):
         super().__init__(root)
-        self.catalog = StoreCatalog.open(root, kind="jpg") if (self.root / INDEX_NAME).exists() else None
+        indexed = (self.root / INDEX_NAME).exists()
+        self.catalog = StoreCatalog.open(root, kind="jpg") if indexed else None
         self._counts = {}
 
     def __contains__(self, video) -> bool:

@@ -19,8 +19,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .presets import NORM_PRESETS
 from .decode import reduction_factor
+from .presets import NORM_PRESETS
 
 
 #: The paper's multi-scale crop sizes, as fractions of the frame's short side.

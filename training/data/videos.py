@@ -67,8 +67,9 @@ class VideoCatalog:
     roots then needs them named); a name that is not one of the roots of a file that has roots
     is an error. Entries without a root (the reference's files) are looked for in every store
     given, in order. The stores given are opened at once (a catalog that cannot be derived is
-    one error); the others when first needed. `find` locates a video (in the parent, while building samples); the
-    per-row methods read it (in the workers). Row r belongs to store ``r % len(names)``."""
+    one error); the others when first needed. `find` locates a video (in the parent, while
+    building samples); the per-row methods read it (in the workers). Row r belongs to store
+    ``r % len(names)``."""
 
     def __init__(self, stores, doc=None):
         if isinstance(stores, (FrameStore, str, Path)):

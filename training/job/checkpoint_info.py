@@ -12,10 +12,10 @@ options, as in r3d-train) and the clip settings default to r3d-train's.
 """
 import logging
 
-from .builders import model_options
+from ..data.transforms import CenterCrop, Compose, CornerCrop, Normalize, Resize, normalize
 from ..models import generate_model, infer_architecture, load_weights
 from ..models.checkpoint import CheckpointError
-from ..data.transforms import CenterCrop, Compose, CornerCrop, Normalize, Resize, normalize
+from .builders import model_options
 
 log = logging.getLogger(__name__)
 

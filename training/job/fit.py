@@ -12,11 +12,11 @@ import torch
 
 from storeformat.atomic import write_text_atomically
 
+from ..data.order import epoch_generator
 from .distributed import broadcast_buffers
 from .engine import NonFiniteLoss, score_windows, top_results, train_epoch, validate_clips
 from .evaluation import video_metrics
-from .logs import BATCH_COLUMNS, TRAIN_COLUMNS, VAL_COLUMNS, CsvLog, TensorBoard
-from ..data.order import epoch_generator
+from .logs import BATCH_COLUMNS, CsvLog, TRAIN_COLUMNS, TensorBoard, VAL_COLUMNS
 
 log = logging.getLogger(__name__)
 

@@ -2,10 +2,10 @@
 (r3d checkpoints record it, see training.job.checkpoint_info), so that no architecture flag needs
 repeating (nor, resuming, --lr-scheduler); flags given that contradict the checkpoint are
 refused in r3d-train's words."""
-from .builders import TrainingSetupError, model_options
-from .checkpoint_info import model_spec
 from ..models import arch_name, infer_architecture, read_checkpoint
 from ..models.checkpoint import GENERATE_DEFAULTS, scheduler_kind
+from .builders import TrainingSetupError, model_options
+from .checkpoint_info import model_spec
 from .options import ARCH_DEFAULTS, fill_ft_begin_module
 
 #: r3d-train's architecture options: attribute -> generate_model argument.
