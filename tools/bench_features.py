@@ -34,12 +34,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from conftest import encode_video  # noqa: E402
 from preprocess import convert_dataset  # noqa: E402
-from training.job.checkpoint_info import describe_run, inference_transforms
+from training.data.sampling import SlidingWindow  # noqa: E402
+from training.data.stores import open_store  # noqa: E402
+from training.job.checkpoint_info import describe_run, inference_transforms  # noqa: E402
+from training.job.options import build_parser  # noqa: E402
 from training.models import generate_model, save_checkpoint  # noqa: E402
-from training.job.options import build_parser
-from training.data.sampling import SlidingWindow
-from training.data.stores import open_store
-from videoapps.features import main as features_main  # noqa: E402
+from videoapps.cli import features_main  # noqa: E402
 
 
 def make_inputs(root: Path, n_videos: int, n_frames: int):
