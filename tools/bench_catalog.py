@@ -34,9 +34,9 @@ sys.path.insert(0, str(REPO))  # run from a checkout
 
 from storeformat import INDEX_NAME, SETTINGS_NAME, write_settings  # noqa: E402
 from storeformat.hdf5 import mark_layout, write_video  # noqa: E402
-from training.data.catalogfiles import CATALOG_DIR
-from training.data.catalog import StoreCatalog
-from training.data.files import default_max_open_files
+from training.data.catalog import StoreCatalog  # noqa: E402
+from training.data.catalogfiles import CATALOG_DIR  # noqa: E402
+from training.data.files import default_max_open_files  # noqa: E402
 
 #: training/stores.py before the catalog (Hdf5Store reading through h5py metadata per clip).
 OLD_STORES = "02eee008d4cf390bfb42072e802ad50e5b7cc3ae:training/stores.py"

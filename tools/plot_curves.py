@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from training.job.logs import read_csv_log
+from training.job.logs import read_csv_log  # noqa: E402
 
 
 def plot(result_dir, out=None, title=None) -> Path:

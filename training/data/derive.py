@@ -18,7 +18,6 @@ from tqdm.auto import tqdm
 
 from storeformat import INDEX_NAME, SETTINGS_NAME, read_settings
 from storeformat.cliparser import Parser
-from storeformat.h5local import hard_link_problem
 from storeformat.hdf5 import HDF5_LAYOUT, attr_value, video_key
 from storeformat.index import parse_index_line
 from storeformat.paths import UnsafePath, inside, name_problem
@@ -397,6 +396,8 @@ class _ShardScan:
         """(frame offsets, file offset of the JPEG bytes or None for an h5py read), or a
         string saying what is wrong with the video."""
         from h5py import h5d
+
+        from storeformat.h5local import hard_link_problem  # h5py loads only to derive
         name = key.encode("utf-8", "surrogateescape")
         try:
             link = hard_link_problem(self.h5, name, (b"jpeg", b"offsets"))

@@ -8,8 +8,8 @@
  * to a full decode's (4:2:0, 4:2:2, 4:4:4, every scale). Rows need no margin: libjpeg-turbo
  * keeps the context rows vertical upsampling reads when it skips scanlines.
  *
- * Built on first use by training/region.py (cc + libjpeg-turbo headers) and called through
- * ctypes; when it cannot be built, training decodes whole frames with simplejpeg instead.
+ * Built on first use by training/data/region.py (cc + libjpeg-turbo headers) and called
+ * through ctypes; when it cannot be built, training decodes whole frames with simplejpeg.
  *
  * int region_decode(data, size, x, y, w, h, scale_denom, out, row, row_size, &width, &height)
  *   decodes rows y..y+h-1, columns x..x+w-1 of the image scaled by 1/scale_denom (coordinates
