@@ -21,13 +21,13 @@ from pathlib import Path
 import numpy as np
 
 from storeformat import HDF5_LAYOUT, INDEX_NAME, frame_name, frame_path, video_key
+from storeformat.annotation import STORE_FORMATS, AnnotationError, root_frame_base
 from storeformat.h5local import outside_problem
 from storeformat.hdf5 import attr_value
 from storeformat.paths import UnsafePath, inside, name_problem
 
 from .entries import Entry
 from .matching import find_videos, match_entries
-from .schema import STORE_FORMATS, AnnotationError, frame_base
 from .store import StoreListing, StoreColumns
 from .builders.kinetics import store_alias
 
@@ -233,7 +233,7 @@ def _check_root(name, items, listing, root_info, deep=False):
     entries = [e for e, _ in locations.values()]
     report = match_entries(entries, listing, store_alias)
     problems = {p: [] for p in PROBLEMS}
-    base_file = frame_base(root_info)
+    base_file = root_frame_base(root_info)
     off_disk = _disk_problems(listing.root, [e.store for e in entries if e.store], deep)
     reasons = {}
     for e, members in locations.values():
@@ -272,7 +272,7 @@ def _check_columns(name, items, store, root_info, deep):
     `_check_root`'s."""
     cols = store.columns
     row_of, n_of = cols.row_map(), cols.n_frames.tolist()
-    base = frame_base(root_info)
+    base = root_frame_base(root_info)
     # per location: number, first entry, row, store frame count; entries whose frame counts
     # may disagree (checked once the rows are final), as (entry, location)
     where, first, rows, n_loc, suspects = {}, [], [], [], []

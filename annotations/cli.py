@@ -6,7 +6,7 @@ from pathlib import Path
 
 import simplejson
 
-from storeformat.annotation import read_header
+from storeformat.annotation import AnnotationError, read_header
 from storeformat.jsonstream import cycle_collector_paused
 from storeformat.cliparser import Parser
 
@@ -14,7 +14,7 @@ from . import stats as stats_mod
 from .builders import BuildOptions, activitynet, custom, hmdb51, kinetics, mit, ucf101
 from .check import check_stores, prepare_stores
 from .merge import merge_annotations
-from .schema import AnnotationError, read_annotation, write_annotation
+from .schema import read_annotation, write_annotation
 from .store import StoreListing
 from .subset import make_subset
 

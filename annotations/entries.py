@@ -1,8 +1,7 @@
 """The video entries a builder reads from a dataset's official files, before they become JSON."""
 
+from storeformat.annotation import AnnotationError
 from storeformat.subsets import SUBSET_ALIASES, SUBSETS
-
-from .schema import AnnotationError
 
 
 def normalize_subset(name, where=""):

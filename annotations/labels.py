@@ -8,9 +8,9 @@ output layer).
 import re
 from pathlib import Path
 
+from storeformat.annotation import AnnotationError
 from storeformat.jsonstream import json_errors, load_json
 
-from .schema import AnnotationError
 
 #: Header words a one-column CSV class list may start with (mmaction's action_name.csv: "action").
 _HEADER_WORDS = {"action", "actions", "label", "labels", "name", "class", "class_name",

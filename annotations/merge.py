@@ -15,7 +15,9 @@ import logging
 from collections import Counter
 from pathlib import Path
 
-from .schema import AnnotationError, new_document
+from storeformat.annotation import AnnotationError
+
+from .schema import new_document
 
 log = logging.getLogger(__name__)
 

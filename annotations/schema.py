@@ -1,5 +1,6 @@
-"""The unified annotation file: the validating reader (storeformat.annotation, shared with
-training and r3d-eval, which re-exports its constants) and an atomic writer.
+"""The unified annotation file as r3d-annotate writes it: a new document, the atomic writer,
+and the full-validation reader (both built on storeformat.annotation, which training and
+r3d-eval share).
 
 The layout is described in docs/annotations.md. In short: top-level ``labels`` (class index =
 position) and ``database`` (video id -> entry with ``subset`` and ``annotations`` holding
@@ -14,22 +15,8 @@ from pathlib import Path
 
 import simplejson
 
-from storeformat.annotation import (FORMAT_NAME, FRAME_BASE, MAX_REPORTED_ERRORS,  # noqa: F401
-                                    SCHEMA_VERSION, STORE_FORMATS, SUBSETS, AnnotationError,
-                                    entry_labels, load_annotation, root_frame_base, validate)
+from storeformat.annotation import FORMAT_NAME, SCHEMA_VERSION, load_annotation, validate
 from storeformat.atomic import write_atomically
-
-
-def frame_base(root) -> int:
-    """Number of the first frame in the segments of entries stored under `root` (a ``roots``
-    item, or None): the rule of storeformat.annotation, which every reader shares."""
-    return root_frame_base(root)
-
-
-def annotation_classes(ann) -> list:
-    """Classes of an entry's ``annotations``: its ``labels``, else its ``label``, else the
-    labels of its ``segments`` (empty for an unlabelled video)."""
-    return entry_labels({"annotations": ann})
 
 
 def new_document(labels, database, *, sources=None, roots=None, label_sources=None,

@@ -4,7 +4,7 @@ from collections import Counter
 
 import numpy as np
 
-from .schema import SUBSETS, annotation_classes
+from storeformat.annotation import SUBSETS, entry_labels
 
 
 def _spread(values):
@@ -25,7 +25,7 @@ def compute(doc) -> dict:
     for entry in doc["database"].values():
         subset = entry["subset"]
         per_subset[subset] += 1
-        tags = annotation_classes(entry["annotations"])
+        tags = entry_labels(entry)
         if not tags:
             unlabelled[subset] += 1
         for t in tags:

@@ -15,9 +15,9 @@ import numpy as np
 from tqdm import tqdm
 
 from storeformat import INDEX_NAME, SETTINGS_NAME, read_index, read_settings
+from storeformat.annotation import FRAME_BASE, STORE_FORMATS, AnnotationError
 from storeformat.hdf5 import HDF5_LAYOUT, attr_value
 
-from .schema import FRAME_BASE, STORE_FORMATS, AnnotationError
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ import hashlib
 import logging
 from collections import OrderedDict
 
-from .schema import AnnotationError, annotation_classes as _tags
+from storeformat.annotation import AnnotationError, entry_labels
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ def _keep_categories(doc, fraction, seed):
     database, dropped, unlabelled = {}, 0, 0
     for vid, entry in doc["database"].items():
         ann = entry["annotations"]
-        tags = _tags(ann)
+        tags = entry_labels(entry)
         if not tags:
             unlabelled += 1
             database[vid] = entry
@@ -104,7 +104,7 @@ def _keep_instances(doc, fraction, seed, subsets):
     later = {}  # class -> the videos tagged with it after their first tag (multi-label)
     for vid, entry in doc["database"].items():
         if entry["subset"] in subsets:
-            tags = _tags(entry["annotations"])
+            tags = entry_labels(entry)
             if tags:
                 pool.append(vid)
                 by_class[tags[0]].append(vid)
@@ -118,12 +118,12 @@ def _keep_instances(doc, fraction, seed, subsets):
     # Multi-label: a class seen only as a later tag keeps one video too (a class seen first
     # somewhere is covered by the videos kept above).
     if later:
-        covered = {t for vid in keep for t in _tags(doc["database"][vid]["annotations"])}
+        covered = {t for vid in keep for t in entry_labels(doc["database"][vid])}
         for t, vids in later.items():
             if t not in covered:
                 best = min(vids, key=lambda v: _rank(seed, v))
                 keep.add(best)
-                covered.update(_tags(doc["database"][best]["annotations"]))
+                covered.update(entry_labels(doc["database"][best]))
     pool_set = set(pool)
     doc["database"] = {vid: e for vid, e in doc["database"].items()
                        if vid not in pool_set or vid in keep}

@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
+from annotations import AnnotationError, read_annotation, validate, write_annotation
 from annotations.builders import BuildOptions, activitynet, custom, hmdb51, kinetics, mit, ucf101
 from annotations.cli import main
-from annotations.schema import AnnotationError, read_annotation, validate, write_annotation
 from annotations.stats import compute
 from annotations.store import StoreListing
 from storeformat import INDEX_NAME, IndexWriter

@@ -3,10 +3,11 @@ from collections import Counter
 
 import pytest
 
+from annotations import AnnotationError, read_annotation, write_annotation
 from annotations.builders import BuildOptions, kinetics, mit
 from annotations.cli import main
 from annotations.merge import merge_annotations
-from annotations.schema import AnnotationError, new_document, read_annotation, write_annotation
+from annotations.schema import new_document
 from annotations.stats import compute, format_text
 from annotations.subset import make_subset
 

@@ -3,9 +3,9 @@ import json
 
 import pytest
 
+from annotations import AnnotationError, read_annotation, validate, write_annotation
 from annotations.labels import order_labels, read_class_list
-from annotations.schema import (AnnotationError, new_document, read_annotation, validate,
-                                write_annotation)
+from annotations.schema import new_document
 
 
 def _doc(**over):

@@ -5,10 +5,10 @@ import h5py
 import numpy as np
 import pytest
 
+from annotations import AnnotationError
 from annotations.builders import kinetics
 from annotations.entries import Entry
 from annotations.matching import apply_policy, match_entries
-from annotations.schema import AnnotationError
 from annotations.store import StoreListing
 from storeformat import INDEX_NAME, IndexWriter, frame_name, write_video
 

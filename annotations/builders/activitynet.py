@@ -25,8 +25,9 @@ from pathlib import Path
 
 import simplejson
 
+from storeformat.annotation import AnnotationError
+
 from ..entries import Entry
-from ..schema import AnnotationError
 from ..labels import order_labels
 from .common import (BuildOptions, Output, make_document, resolve_entries, root_info,
                      store_fields)

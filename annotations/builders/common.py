@@ -5,10 +5,12 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Optional
 
+from storeformat.annotation import FRAME_BASE, AnnotationError
+
 from ..entries import check_unique_ids
 from ..labels import order_labels
 from ..matching import apply_policy, crosses_folders, match_entries
-from ..schema import FRAME_BASE, AnnotationError, new_document
+from ..schema import new_document
 
 log = logging.getLogger(__name__)
 

@@ -20,10 +20,10 @@ import logging
 from collections import Counter, OrderedDict
 from pathlib import Path, PurePosixPath
 
+from storeformat.annotation import AnnotationError
 from storeformat.subsets import SUBSET_ALIASES
 
 from ..entries import Entry, normalize_subset
-from ..schema import AnnotationError
 from .common import BuildOptions, build_single_label
 from .kinetics import store_alias
 

@@ -11,9 +11,10 @@ import logging
 import re
 from pathlib import Path, PurePosixPath
 
+from storeformat.annotation import AnnotationError
+
 from ..entries import Entry
 from ..labels import read_text_lines
-from ..schema import AnnotationError
 from .common import BuildOptions, build_single_label
 
 log = logging.getLogger(__name__)

@@ -21,8 +21,9 @@ import logging
 import re
 from pathlib import Path
 
+from storeformat.annotation import AnnotationError
+
 from ..entries import Entry, last_part
-from ..schema import AnnotationError
 from .common import BuildOptions, build_single_label
 
 log = logging.getLogger(__name__)

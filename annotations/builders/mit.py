@@ -15,9 +15,10 @@ import logging
 from collections import Counter
 from pathlib import Path, PurePosixPath
 
+from storeformat.annotation import AnnotationError
+
 from ..entries import Entry
 from ..labels import read_class_list
-from ..schema import AnnotationError
 from .common import BuildOptions, build_single_label
 
 log = logging.getLogger(__name__)

@@ -9,9 +9,10 @@ Labels are in classInd.txt's order by default, as the reference's ucf101_json gi
 """
 from pathlib import Path, PurePosixPath
 
+from storeformat.annotation import AnnotationError
+
 from ..entries import Entry
 from ..labels import read_class_list, read_text_lines
-from ..schema import AnnotationError
 from .common import BuildOptions, build_single_label
 
 DATASET = "ucf101"
