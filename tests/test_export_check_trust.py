@@ -13,6 +13,7 @@ from conftest import encode_video
 from preprocess import convert_dataset
 from preprocess.reference_export import main as export
 from storeformat import INDEX_NAME, read_index
+from storeformat.paths import name_problem
 
 VIDEOS = {"run/run_a.mp4": 6, "run/run_b.mp4": 5, "walk/walk_a.mp4": 7}
 IDS = sorted(v.rsplit(".", 1)[0] for v in VIDEOS)
@@ -199,3 +200,28 @@ def test_preprocess_refuses_a_video_id_the_readers_would_refuse(made, tmp_path):
     assert summary.failed == [("walk/a\\b.mp4",
                                "video id 'walk/a\\b' holds a backslash (names are "
                                "'/'-separated)")]
+
+
+@pytest.mark.parametrize("fmt", ["jpg", "hdf5"])
+@pytest.mark.parametrize("spelling", ["{d}/../{p}", "{p}/.", "./{p}", "{d}\\{b}", "{d}//{b}"])
+def test_check_and_the_trainer_judge_an_index_path_alike(made, tmp_path, fmt, spelling):
+    """A path that names the right frames in another spelling ('a/../b', 'a\\b', ...) is
+    refused by both, for the one reason storeformat.paths gives, and the store's other videos
+    stay readable."""
+    from training.data.errors import VideoNotFound
+    from training.data.stores import open_store
+
+    store, index = _store(made, fmt, tmp_path)
+    real = index["walk/walk_a"]["path"]
+    d, _, b = real.rpartition("/") if "/" in real else ("run", "", real)
+    bad = spelling.format(d=d, b=b, p=real)
+    _set_path(store, "walk/walk_a", bad)
+    why = name_problem(bad)
+    status, result = _check(made, fmt, store, tmp_path)
+    assert status == 1 and list(result["reasons"]) == ["walk_a"]
+    assert why in json.dumps(result["reasons"]["walk_a"]), result["reasons"]
+    frames = open_store(store)
+    assert frames.n_frames("run/run_a") == VIDEOS["run/run_a.mp4"]
+    with pytest.raises(VideoNotFound, match="walk/walk_a") as err:
+        frames.read_bytes("walk/walk_a", [0])
+    assert why in str(err.value)
