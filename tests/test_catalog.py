@@ -18,7 +18,7 @@ from storeformat.hdf5 import mark_layout, write_video
 from training.data.catalogfiles import CATALOG_DIR, META_NAME
 from training.data.catalog import StoreCatalog
 from training.data.videos import VideoCatalog
-from training.data.derive import main
+from training.data.catalog import main
 from training.data.errors import FrameReadError, VideoNotFound
 from training.data.stores import Hdf5Store, JpegDirStore, open_store
 from training_data import VIDEOS, build_stores, copy_tree, frame_levels
@@ -438,3 +438,15 @@ def test_without_file_locks_only_the_replaced_catalog_is_removed(stores, tmp_pat
     assert second.read_bytes(second.row("jump/v_jump_1"), [1]) == \
         [(root / "jump/v_jump_1" / frame_name(1)).read_bytes()]
     assert StoreCatalog.open(root).meta["tag"] == second.meta["tag"]  # loads unlocked too
+
+
+def test_cli_opens_the_catalog_it_reports(stores, tmp_path, capsys):
+    """The command checks a catalog as the trainer opens it: one that lost an array or whose
+    shard changed is an error naming it, not reported as fine."""
+    root = copy_tree(stores["hdf5"], tmp_path / "h5")
+    assert main([str(root)]) == 0
+    tag = json.loads((root / CATALOG_DIR / META_NAME).read_text())["tag"]
+    (root / CATALOG_DIR / f"{tag}.n_frames.npy").unlink()
+    capsys.readouterr()
+    assert main([str(root)]) == 2
+    assert "n_frames.npy" in capsys.readouterr().err

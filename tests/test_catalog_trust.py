@@ -15,7 +15,7 @@ from training.data import derive as derive_module
 from training.data.catalogfiles import CATALOG_DIR, META_NAME
 from training.data.errors import CatalogError
 from training.data.catalog import StoreCatalog
-from training.data.derive import main
+from training.data.catalog import main
 from training.data.errors import FrameReadError, VideoNotFound
 from training.data.stores import Hdf5Store, JpegDirStore
 from training_data import VIDEOS, build_stores, copy_tree

@@ -52,6 +52,6 @@ def test_a_missing_input_is_said_before_torch_loads(tmp_path):
 
 def test_python_m_training_catalog_runs_without_a_warning():
     run = subprocess.run([sys.executable, "-W", "error::RuntimeWarning", "-m",
-                          "training.data.derive", "--help"], capture_output=True, text=True,
+                          "training.data.catalog", "--help"], capture_output=True, text=True,
                          timeout=120)
     assert run.returncode == 0 and "RuntimeWarning" not in run.stderr, run.stderr

@@ -418,8 +418,8 @@ def _train_probe(ctx, name, *extra):
 
 def section_catalog(ctx):
     stores = [ctx.store(d) for d in SIZES]
-    rebuild = ctx.measure([sys.executable, "-m", "training.data.derive", "--rebuild", *stores])
-    again = ctx.measure([sys.executable, "-m", "training.data.derive", *stores])
+    rebuild = ctx.measure([sys.executable, "-m", "training.data.catalog", "--rebuild", *stores])
+    again = ctx.measure([sys.executable, "-m", "training.data.catalog", *stores])
     return [Row("catalog: derive both stores", rebuild, None, "once per store"),
             Row("catalog: open both (up to date)", again, None, "")]
 

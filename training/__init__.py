@@ -8,7 +8,7 @@ training.models holds the networks. The names below are the data path's public o
 import importlib
 
 # Where each public name lives. They are imported on first use, so that a command's --help,
-# or `python -m training.data.derive`, does not first import torch and every module.
+# or `python -m training.data.catalog`, does not first import torch and every module.
 _HOMES = {
     "data.catalog": ("StoreCatalog",),
     "data.videos": ("VideoCatalog",),

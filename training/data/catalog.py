@@ -10,8 +10,10 @@ HDF5 calls. The paths a catalog names are confined with storeformat.paths.inside
 opened (docs/data.md).
 """
 import json
+import logging
 import math
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -264,3 +266,37 @@ class StoreCatalog(PerProcessFiles):
         return [span[a:b] for a, b in zip(starts, stops)]
 
 
+# --- python -m training.data.catalog -----------------------------------------------------------
+
+def main(argv=None) -> int:
+    """Derive (or check) each store's catalog and open it as the trainer does, so that a
+    catalog whose arrays or shard list are damaged is an error here too."""
+    from storeformat.cliparser import Parser
+
+    parser = Parser(
+        prog=COMMAND,
+        description="Derive the catalog of r3d stores ahead of training (done on first use "
+                    "otherwise): reads every shard once. Written in STORE/.r3d-catalog, or "
+                    "under $R3D_CACHE (default ~/.cache/r3d) when STORE is read-only.")
+    parser.add_argument("stores", nargs="+", metavar="STORE", help="an r3d store folder")
+    parser.add_argument("--rebuild", action="store_true",
+                        help="derive again even when the catalog matches the index")
+    parser.add_argument("--jobs", type=int, default=len(os.sched_getaffinity(0)), metavar="N",
+                        help="processes reading shards (default: the CPUs available, "
+                             "%(default)s; never more than the machine's CPUs)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        for store in args.stores:
+            catalog = StoreCatalog.open(store, rebuild=args.rebuild, progress=True,
+                                        jobs=max(1, args.jobs))
+            print(f"{store}: {len(catalog)} {catalog.kind} videos, catalog in "
+                  f"{catalog.directory}")
+    except (OSError, ValueError) as e:
+        print(f"{COMMAND}: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

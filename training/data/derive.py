@@ -1,7 +1,7 @@
 """Deriving a store's catalog (training.data.catalog reads it): the index read line by line,
 every record checked, every HDF5 shard read once (in several processes) to find where each
 video's bytes are, the arrays written beside a fresh tag and switched to by one rename of
-catalog.json. Run ahead of training with ``python -m training.data.derive STORE...``;
+catalog.json. Run ahead of training with ``python -m training.data.catalog STORE...``;
 otherwise done on first use, and again whenever the index changes."""
 import fcntl
 import functools
@@ -17,7 +17,6 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from storeformat import INDEX_NAME, SETTINGS_NAME, read_settings
-from storeformat.cliparser import Parser
 from storeformat.hdf5 import HDF5_LAYOUT, attr_value, video_key
 from storeformat.index import parse_index_line
 from storeformat.paths import UnsafePath, inside, name_problem
@@ -31,7 +30,7 @@ log = logging.getLogger(__name__)
 
 #: Bytes compared between a direct read and h5py's read when a catalog is derived.
 _PROBE = 64
-COMMAND = "python -m training.data.derive"
+COMMAND = "python -m training.data.catalog"
 
 
 def is_fresh(meta, index) -> bool:
@@ -427,34 +426,3 @@ class _ShardScan:
         if len(falls):
             return f"has frame offsets that decrease after frame {int(falls[0])}"
         return frame_offsets, offset if self.trusted else None
-
-
-# --- python -m training.data.derive ------------------------------------------------------------
-
-def main(argv=None) -> int:
-    parser = Parser(
-        prog=COMMAND,
-        description="Derive the catalog of r3d stores ahead of training (done on first use "
-                    "otherwise): reads every shard once. Written in STORE/.r3d-catalog, or "
-                    "under $R3D_CACHE (default ~/.cache/r3d) when STORE is read-only.")
-    parser.add_argument("stores", nargs="+", metavar="STORE", help="an r3d store folder")
-    parser.add_argument("--rebuild", action="store_true",
-                        help="derive again even when the catalog matches the index")
-    parser.add_argument("--jobs", type=int, default=len(os.sched_getaffinity(0)), metavar="N",
-                        help="processes reading shards (default: the CPUs available; never "
-                             "more than the machine's CPUs)")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        for store in args.stores:
-            directory, meta = fresh_catalog(store, lambda d, m: (d, m), rebuild=args.rebuild,
-                                            progress=True, jobs=max(1, args.jobs))
-            print(f"{store}: {meta['videos']} {meta['kind']} videos, catalog in {directory}")
-    except (OSError, ValueError) as e:
-        print(f"{COMMAND}: error: {e}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
