@@ -3,13 +3,19 @@ them, and finding the subset a command asks for among those a file holds."""
 
 SUBSETS = ("training", "validation", "testing")
 
-#: Spellings of subsets in official files, user CSVs and command lines.
+#: Spellings of subsets in official split files and user CSVs (read case-blind).
 SUBSET_ALIASES = {
     "train": "training", "training": "training", "trainval": "training",
     "val": "validation", "valid": "validation", "validate": "validation",
     "validation": "validation",
     "test": "testing", "testing": "testing",
 }
+
+#: Short names a command line may give for a subset, exactly as written. Fewer than the files'
+#: spellings: 'trainval' in a split file is training data, but `--subset trainval` asked of a
+#: file holding training and validation must not quietly mean the training videos alone.
+COMMAND_ALIASES = {"train": "training", "val": "validation", "valid": "validation",
+                   "test": "testing"}
 
 
 class UnknownSubset(ValueError):
@@ -23,11 +29,11 @@ def subsets_of(database) -> set:
 
 def resolve_subset(present, subset: str) -> str:
     """`subset` as spelled in the file (`present`: the subsets its entries name): the name
-    itself, else the subset its alias stands for ('val', 'train', 'test', ...)."""
+    itself, else the subset its COMMAND_ALIASES entry stands for ('val', 'train', ...)."""
     present = set(present)
     if subset in present:
         return subset
-    alias = SUBSET_ALIASES.get(str(subset).strip().lower())
+    alias = COMMAND_ALIASES.get(subset)
     if alias in present:
         return alias
     raise UnknownSubset(f"no video in subset '{subset}'; the file has "

@@ -4,7 +4,8 @@ import json
 import pytest
 
 from training.eval_cli import main as eval_main
-from training.job.evaluation import EvaluationError, average_precision, evaluate, load_scores
+from training.job.evaluation import (EvaluationError, average_precision, evaluate,
+                                     load_ground_truth, load_scores)
 
 GT = {
     "labels": ["a", "b", "c"],
@@ -56,6 +57,17 @@ def test_cli_json_and_aliases(files, capsys):
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert out["top1"] == pytest.approx(0.5) and out["top5"] == pytest.approx(0.75)
     assert set(out) >= {"top1", "top5", "mean_class_top1", "n_videos"}
+
+
+@pytest.mark.parametrize("asked", ["trainval", "Val", " val", "validate"])
+def test_a_subset_is_asked_by_its_name_or_a_short_alias_only(files, asked):
+    """'trainval' means training and validation together, so it must not quietly pick the
+    training videos (the spelling split files use for their training list); other spellings
+    than the file's own names and train / val / valid / test are refused too."""
+    gt, res = files
+    with pytest.raises(EvaluationError, match=f"no video in subset '{asked}'"):
+        evaluate(gt, res, subset=asked)
+    assert list(load_ground_truth(gt, "train").truth) == ["t1"]
 
 
 def test_per_segment_results_are_averaged(tmp_path):
