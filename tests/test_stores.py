@@ -5,6 +5,9 @@ import logging
 import multiprocessing
 import os
 import pickle
+import subprocess
+import sys
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -21,6 +24,8 @@ from training.data.region import decode_region_clip, region_decoder, unavailable
 from training.data.errors import FrameReadError, VideoNotFound
 from training.data.stores import Hdf5Store, JpegDirStore, ReferenceHdf5Store, open_store
 from training_data import VIDEOS, build_stores, copy_tree, encode_grey_video, frame_levels
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
@@ -184,11 +189,33 @@ def test_region_decode_errors_name_the_frame(photo_jpeg, region_lib):
 
 def test_region_decoder_unavailable_is_reported(tmp_path, monkeypatch):
     monkeypatch.setattr(region_module, "_state", {"done": False, "lib": None, "why": None})
-    monkeypatch.setenv("R3D_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("R3D_CACHE", str(tmp_path))
     monkeypatch.setenv("CC", str(tmp_path / "no-such-compiler"))
     assert region_decoder() is None
     assert "no-such-compiler" in unavailable_reason()
     assert not any(tmp_path.glob("*.so"))
+
+
+def test_one_cache_folder_the_old_setting_warned_once(tmp_path):
+    """$R3D_CACHE (documented) holds catalogs and the region decoder alike; the decoder's old
+    $R3D_CACHE_DIR still works this release, with one warning per process; nothing else
+    (such as $XDG_CACHE_HOME) moves it."""
+    code = ("from training.data.files import cache_root\n"
+            "print(cache_root()); print(cache_root())")
+    base = {k: v for k, v in os.environ.items() if k not in ("R3D_CACHE", "R3D_CACHE_DIR")}
+    base.update(HOME=str(tmp_path / "home"), XDG_CACHE_HOME=str(tmp_path / "xdg"))
+
+    def run(**env):
+        proc = subprocess.run([sys.executable, "-c", code], env={**base, **env}, cwd=ROOT,
+                              capture_output=True, text=True, check=True)
+        return proc.stdout.split(), proc.stderr
+    home = str(tmp_path / "home" / ".cache" / "r3d")
+    assert run() == ([home, home], "")
+    out, err = run(R3D_CACHE_DIR=str(tmp_path / "old"))
+    assert out == [str(tmp_path / "old")] * 2
+    assert err.count("R3D_CACHE_DIR is deprecated") == 1 and "set R3D_CACHE instead" in err
+    assert run(R3D_CACHE=str(tmp_path / "new"), R3D_CACHE_DIR=str(tmp_path / "old")) == (
+        [str(tmp_path / "new")] * 2, "")
 
 
 # --- the three layouts --------------------------------------------------------------------

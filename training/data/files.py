@@ -1,5 +1,6 @@
 """Files the data path opens: frame files read whole, shards kept open per process in a small
 LRU (a forked DataLoader worker never uses its parent's handles), and the cache folder."""
+import functools
 import logging
 import os
 import resource
@@ -19,17 +20,20 @@ _READ_SIZE = 1 << 16
 
 def cache_root() -> Path:
     """Where r3d keeps what it derives outside a store (catalogs of read-only stores, the
-    compiled region decoder): $R3D_CACHE, else $XDG_CACHE_HOME/r3d, else ~/.cache/r3d.
-    $R3D_CACHE_DIR, the region decoder's old setting, is still read, with a warning."""
+    compiled region decoder): $R3D_CACHE, else ~/.cache/r3d. $R3D_CACHE_DIR, the region
+    decoder's old setting, is still read this release, with a warning (once per process)."""
     if os.environ.get("R3D_CACHE"):
         return Path(os.environ["R3D_CACHE"])
     if os.environ.get("R3D_CACHE_DIR"):
-        log.warning("R3D_CACHE_DIR is deprecated and will be ignored in the next release: "
-                    "set R3D_CACHE instead")
+        _warn_old_cache_setting()
         return Path(os.environ["R3D_CACHE_DIR"])
-    if os.environ.get("XDG_CACHE_HOME"):
-        return Path(os.environ["XDG_CACHE_HOME"]) / "r3d"
     return Path.home() / ".cache" / "r3d"
+
+
+@functools.lru_cache(maxsize=None)
+def _warn_old_cache_setting():
+    log.warning("R3D_CACHE_DIR is deprecated and will be ignored in the next release: "
+                "set R3D_CACHE instead")
 
 
 def default_max_open_files() -> int:
