@@ -43,7 +43,7 @@ def write_annotation(doc: dict, path) -> Path:
         with open(tmp, "w", encoding="utf-8") as f:
             simplejson.dump(doc, f, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
             f.write("\n")
-    return write_atomically(path, write)
+    return write_atomically(path, write, hidden=True)
 
 
 def read_annotation(path, *, require_frames=False) -> dict:

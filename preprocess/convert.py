@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from storeformat import (FAILURES_NAME, INDEX_NAME, LOCK_NAME, SETTINGS_NAME, IndexWriter,
                          read_index, read_settings, write_settings)
-from storeformat.atomic import write_atomically
+from storeformat.atomic import write_atomically, write_text_atomically
 
 from .discover import VIDEO_EXTENSIONS, assign_ids, find_videos, normalise_extensions, read_list
 from .extract import FrameSettings
@@ -185,12 +185,9 @@ def _write_failures(dst: Path, index: dict, problems) -> None:
     """Rewrite failures.tsv: every failure the index holds plus this run's unconvertible
     sources (missing list entries, id conflicts), which have no index record."""
     failed = [(r["source"], r["reason"]) for r in index.values() if r["status"] == "failed"]
-    tmp = dst / (FAILURES_NAME + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write("source\treason\n")
-        for source, reason in sorted(failed + list(problems)):
-            f.write(f"{source}\t{' '.join(reason.split())}\n")
-    tmp.replace(dst / FAILURES_NAME)
+    lines = [f"{source}\t{' '.join(reason.split())}\n"
+             for source, reason in sorted(failed + list(problems))]
+    write_text_atomically(dst / FAILURES_NAME, "source\treason\n" + "".join(lines))
 
 
 def convert_dataset(src, dst, fmt="jpg", height=240, short_side=None, fps=None, quality=90,

@@ -128,7 +128,7 @@ def write_reference_video(path: Path, frames, source=None) -> None:
                 video[i] = np.frombuffer(data, dtype=np.uint8)
             if source is not None:
                 f.attrs[SOURCE_ATTR] = simplejson.dumps(source, sort_keys=True)
-    write_atomically(path, write)
+    write_atomically(path, write, hidden=True)
 
 
 def plan(store: StoreReader, doc=None, root=None):
@@ -260,7 +260,7 @@ def write_json(doc, path) -> None:
         with open(tmp, "w", encoding="utf-8") as f:
             simplejson.dump(doc, f, ensure_ascii=False, separators=(",", ":"))
             f.write("\n")
-    write_atomically(path, write)
+    write_atomically(path, write, hidden=True)
 
 
 def _parser():

@@ -4,12 +4,13 @@ import os
 from pathlib import Path
 
 
-def write_atomically(path, write, tmp_dir=None) -> Path:
+def write_atomically(path, write, tmp_dir=None, hidden=False) -> Path:
     """Call `write(tmp)` for a temporary path beside `path` (or in `tmp_dir`, which must be on
     the same file system), then rename it to `path`. If `write` raises, the temporary is
-    removed and `path` is left as it was. Temporaries are named ``<name>.tmp<pid>``."""
+    removed and `path` is left as it was. Temporaries are named ``<name>.tmp<pid>``, with a
+    leading dot when `hidden` (beside files users list, which a killed run leaves them in)."""
     path = Path(path)
-    tmp = Path(tmp_dir or path.parent) / f"{path.name}.tmp{os.getpid()}"
+    tmp = Path(tmp_dir or path.parent) / f"{'.' if hidden else ''}{path.name}.tmp{os.getpid()}"
     try:
         write(tmp)
         os.replace(tmp, path)

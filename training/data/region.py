@@ -24,6 +24,8 @@ from pathlib import Path
 import numpy as np
 import simplejpeg
 
+from storeformat.atomic import write_atomically
+
 from .decode import DecodeError, scaled_size
 from .files import cache_root
 
@@ -79,18 +81,16 @@ def _build(target: Path):
     if not cc:
         raise RuntimeError("no C compiler found (cc)")
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    try:
+
+    def compile_to(tmp):
         done = subprocess.run([cc, "-O2", "-shared", "-fPIC", "-o", str(tmp), str(SOURCE),
                                "-ljpeg"], capture_output=True, text=True,
                               timeout=BUILD_TIMEOUT_S)
         if done.returncode != 0:
             lines = done.stderr.strip().splitlines() or [f"exit status {done.returncode}"]
             raise RuntimeError(f"{cc} failed: {lines[0]}")
-        os.replace(tmp, target)  # atomic: concurrent builders each install a whole file
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    # one rename: concurrent builders each install a whole file
+    write_atomically(target, compile_to, hidden=True)
     log.info("built %s", target)
 
 
