@@ -273,8 +273,9 @@ def _convert_locked(src, dst, fmt, settings, jobs, list_file, extensions, overwr
     try:
         with IndexWriter(index_path) as writer:
             if pending:
-                stop = run_pending(pending, fmt, src, dst, tmp_root, settings, jobs, videos_per_shard,
-                            backend, scheduler, progress, writer, index, summary)
+                stop = run_pending(pending, fmt, src, dst, tmp_root, settings, jobs,
+                                   videos_per_shard, backend, scheduler, progress, writer, index,
+                                   summary)
     except OSError as e:
         cause = environment_cause(e)
         if cause is None:

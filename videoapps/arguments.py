@@ -23,7 +23,6 @@ def positive_int(text) -> int:
     return value
 
 
-
 def add_input_options(p):
     g = p.add_argument_group("input: raw videos (VIDEO...) or a store and its annotation file")
     g.add_argument("videos", nargs="*", metavar="VIDEO",

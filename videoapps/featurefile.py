@@ -40,7 +40,6 @@ class OutputMismatch(ValueError):
     """The output (or its parts) was made with other settings."""
 
 
-
 def _same(a: dict, b: dict) -> list:
     keys = (set(a) | set(b)) - set(NOT_COMPARED)
     return [f"{k}: {a.get(k)!r} there, {b.get(k)!r} now" for k in sorted(keys)
@@ -197,7 +196,7 @@ class FeatureOutput:
                   "seconds": None if seconds is None else np.asarray(seconds, dtype=np.float64)
                   .tolist()}
         write_atomically(self.parts / f"{h}.json",
-                      lambda p: p.write_text(json.dumps(record), encoding="utf-8"))
+                         lambda p: p.write_text(json.dumps(record), encoding="utf-8"))
 
     # --- the end (one process) -------------------------------------------------------------
     def merge(self) -> int:
@@ -253,7 +252,7 @@ class FeatureOutput:
         doc = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION,
                "attributes": self.settings, "videos": videos}
         write_atomically(self.path / MANIFEST_NAME,
-                      lambda p: p.write_text(json.dumps(doc, indent=1), encoding="utf-8"))
+                         lambda p: p.write_text(json.dumps(doc, indent=1), encoding="utf-8"))
         return len(videos)
 
 

@@ -90,8 +90,6 @@ def read_meta(directory: Path):
     return meta if isinstance(meta, dict) else None
 
 
-
-
 def checked_meta(directory: Path, meta: dict) -> dict:
     """`meta` (a catalog.json) once its kind and tag are ones r3d writes (the tag names files):
     else CatalogError."""

@@ -106,8 +106,6 @@ class FrameStore:
         return VideoNotFound(f"{self}: no video '{video}'{detail}")
 
 
-
-
 class JpegDirStore(FrameStore):
     """One directory of ``image_%05d.jpg`` files per video, at ``root/<video key>``.
 
